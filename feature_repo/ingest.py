@@ -135,25 +135,31 @@ def read_csv_source(path: Path) -> tuple[pl.DataFrame, int]:
     header = next(csv.reader([header_line]))
     _check_header(path, header)
 
-    # Fast path: polars reads a well-formed file in one go.
-    try:
-        frame = pl.read_csv(
-            io.BytesIO(text.encode()),
-            infer_schema=False,
-            columns=list(S.RAW_COLUMNS),
-            truncate_ragged_lines=False,
-            raise_if_empty=False,
-        )
-        n_physical = text.count("\n") - (0 if text.endswith("\n") else -1) - 1
-        if frame.height == n_physical:
-            frame = frame.with_columns(
-                pl.lit(path.name).alias(S.SOURCE_FILE),
-                (pl.int_range(pl.len(), dtype=pl.Int64) + 2).alias(S.SOURCE_LINE),
-                pl.lit(None, dtype=pl.String).alias(S.DETAIL),
+    # Fast path: when every line has the header's number of fields (commas outside quotes),
+    # polars reads the file in one go. Polars pads a short line with nulls instead of
+    # failing, so the count is checked first.
+    lines = pl.Series(text.splitlines()[1:])
+    lines = lines.filter(lines.str.len_bytes() > 0)
+    commas = lines.str.replace_all(r'"[^"]*"', "").str.count_matches(",")
+    if lines.len() > 0 and bool((commas == len(header) - 1).all()):
+        try:
+            frame = pl.read_csv(
+                io.BytesIO(text.encode()),
+                infer_schema=False,
+                columns=list(S.RAW_COLUMNS),
+                truncate_ragged_lines=False,
+                raise_if_empty=False,
             )
-            return frame, frame.height
-    except pl.exceptions.PolarsError as exc:
-        logger.debug("%s: fast CSV read failed (%s); reading line by line", path, exc)
+        except pl.exceptions.PolarsError as exc:
+            logger.debug("%s: fast CSV read failed (%s); reading line by line", path, exc)
+        else:
+            if frame.height == lines.len():
+                frame = frame.with_columns(
+                    pl.lit(path.name).alias(S.SOURCE_FILE),
+                    (pl.int_range(pl.len(), dtype=pl.Int64) + 2).alias(S.SOURCE_LINE),
+                    pl.lit(None, dtype=pl.String).alias(S.DETAIL),
+                )
+                return frame, frame.height
 
     # Slow path: the csv module keeps every record with its line number; a record with the
     # wrong field count is kept as a malformed row.
@@ -357,13 +363,44 @@ def _load_manifest(paths: Paths) -> dict[str, dict[str, object]]:
     return json.loads(paths.ingest_manifest.read_text())
 
 
+EVENTS_SCHEMA: dict[str, pl.DataType] = {
+    S.USER_ID: pl.String(),
+    S.SESSION_ID: pl.String(),
+    S.ITEM_ID: pl.String(),
+    S.EVENT_TYPE: pl.String(),
+    S.QUANTITY: pl.Int32(),
+    S.PRICE: pl.Float64(),
+    S.COUNTRY: pl.String(),
+    S.EVENT_TIMESTAMP: pl.Datetime("us", "UTC"),
+    "description": pl.String(),
+    S.DAY: pl.Date(),
+}
+QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
+    **{c: pl.String() for c in S.RAW_COLUMNS},
+    S.SOURCE_FILE: pl.String(),
+    S.SOURCE_LINE: pl.Int64(),
+    S.REASON: pl.String(),
+    S.DETAIL: pl.String(),
+    S.DAY: pl.Date(),
+}
+
+
+def _scan(root: Path, schema: dict[str, pl.DataType]) -> pl.LazyFrame:
+    if not any(root.glob("*/*.parquet")):
+        return pl.LazyFrame(schema=schema)
+    return pl.scan_parquet(root / "**" / "*.parquet", hive_partitioning=True).with_columns(
+        pl.col(S.DAY).cast(pl.Date)
+    )
+
+
 def scan_events(paths: Paths) -> pl.LazyFrame:
     """All ingested events as a lazy frame, with their ``day`` partition column."""
-    return pl.scan_parquet(paths.events / "**" / "*.parquet", hive_partitioning=True)
+    return _scan(paths.events, EVENTS_SCHEMA)
 
 
 def scan_quarantine(paths: Paths) -> pl.LazyFrame:
-    return pl.scan_parquet(paths.quarantine / "**" / "*.parquet", hive_partitioning=True)
+    """Every set-aside row with its ``reason``, ``source_file`` and ``source_line``."""
+    return _scan(paths.quarantine, QUARANTINE_SCHEMA)
 
 
 def build_items(paths: Paths, descriptions: pl.DataFrame | None = None) -> pl.DataFrame:
