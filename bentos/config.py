@@ -23,6 +23,8 @@ variable                            default     what
                                                 an ISO timestamp, or (default) the log's last
                                                 event, since the shipped log is historical
 ``SHELFWISE_SERVE_WORKERS``         ``1``       BentoML worker processes
+``SHELFWISE_SERVE_AUDIT_DIR``      ``data/``   audit log folder (default ``Paths.audit_log``);
+                                    ``audit``   benchmarks point it elsewhere
 ``SHELFWISE_AUDIT_SALT``            generated   secret mixed into the pseudonymised user ids;
                                                 by default a random salt kept under the data folder
 ==================================  ==========  ==============================================
@@ -33,7 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from feature_repo.config import Settings, load_settings
@@ -79,7 +81,17 @@ class ServeConfig:
     workers: int = 1
     audit_salt: str | None = None
     explain_top: int = 3
-    extra: dict[str, str] = field(default_factory=dict)
+    audit_dir: Path | None = None
+
+    @property
+    def audit_log(self) -> Path:
+        """Folder of the audit log (``Paths.audit_log`` unless overridden)."""
+        return self.audit_dir or self.settings.paths.audit_log
+
+    @property
+    def opt_out_file(self) -> Path:
+        """The opt-out journal; under the data folder, never in Redis."""
+        return self.settings.paths.data_dir / "opt_out.jsonl"
 
     @property
     def pin_file(self) -> Path:
@@ -131,4 +143,5 @@ def load_serve_config(settings: Settings | None = None) -> ServeConfig:
         now=os.environ.get("SHELFWISE_SERVE_NOW", "data_end") or "data_end",
         workers=_env_int("SHELFWISE_SERVE_WORKERS", 1, minimum=1, maximum=64),
         audit_salt=os.environ.get("SHELFWISE_AUDIT_SALT") or None,
+        audit_dir=Path(audit) if (audit := os.environ.get("SHELFWISE_SERVE_AUDIT_DIR")) else None,
     )
