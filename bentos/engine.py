@@ -170,9 +170,7 @@ class RecommendationEngine:
         self.embedding_row = {str(i): n for n, i in enumerate(ids)}
 
         # Purchases by user and item, for the time-aware business rules.
-        self.index = (
-            index if index is not None else PurchaseIndex.from_events(settings.paths.events)
-        )
+        self.index = index if index is not None else PurchaseIndex.from_events(settings.paths)
 
         self.audit = AuditLog(
             config.audit_log, salt=load_salt(settings.paths.data_dir, config.audit_salt)

@@ -21,6 +21,7 @@ pipelined ``HMGET`` per entity, sent in one round trip under a time budget.
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -54,10 +55,11 @@ class ViewLayout:
     fields: tuple[bytes, ...]  # one per feature, then the timestamp field
 
 
-def _decode_value(raw: bytes | None) -> Any:
-    """A serialised ``ValueProto`` as the Python value Feast would return (``None`` if unset)."""
-    if not raw:
-        return None
+_DECODED: dict[bytes, Any] = {}
+_DECODED_MAX = 500_000
+
+
+def _parse_value(raw: bytes) -> Any:
     from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
     value = ValueProto()
@@ -72,6 +74,69 @@ def _decode_value(raw: bytes | None) -> Any:
 
         return feast_value_type_to_python_type(value)
     return getattr(value, kind)
+
+
+_DOUBLE = struct.Struct("<d")
+_FLOAT = struct.Struct("<f")
+_TAG_STRING, _TAG_INT32, _TAG_INT64, _TAG_DOUBLE, _TAG_FLOAT, _TAG_BOOL = 18, 24, 32, 41, 53, 56
+
+
+def _varint(raw: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = raw[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _parse_scalar(raw: bytes) -> Any:
+    """Decode the common one-field scalar ``ValueProto`` encodings without protobuf.
+
+    Returns the module's ``_DECODED`` sentinel for anything else (lists, timestamps,
+    unknown fields), which then goes through protobuf itself.
+    """
+    tag = raw[0]
+    if tag == _TAG_DOUBLE and len(raw) == 9:
+        return _DOUBLE.unpack_from(raw, 1)[0]
+    if tag == _TAG_FLOAT and len(raw) == 5:
+        return _FLOAT.unpack_from(raw, 1)[0]
+    if tag in (_TAG_INT64, _TAG_INT32, _TAG_BOOL):
+        value, end = _varint(raw, 1)
+        if end != len(raw):
+            return _DECODED
+        if tag == _TAG_BOOL:
+            return bool(value)
+        if value >= 1 << 63:  # two's complement: negative ints are 10-byte varints
+            value -= 1 << 64
+        return value
+    if tag == _TAG_STRING:
+        length, start = _varint(raw, 1)
+        if start + length != len(raw):
+            return _DECODED
+        return raw[start:].decode("utf-8")
+    return _DECODED
+
+
+def _decode_value(raw: bytes | None) -> Any:
+    """A serialised ``ValueProto`` as the Python value Feast would return (``None`` if unset).
+
+    Feature values repeat a lot (counts, prices, countries), so decoded scalars are memoised
+    by their bytes; lists are decoded every time, since a caller may change them.
+    """
+    if not raw:
+        return None
+    value = _DECODED.get(raw, _DECODED)
+    if value is not _DECODED:
+        return value
+    value = _parse_scalar(raw)
+    if value is _DECODED:
+        value = _parse_value(raw)
+    if not isinstance(value, list) and len(_DECODED) < _DECODED_MAX:
+        _DECODED[raw] = value
+    return value
 
 
 def view_layouts(store: FeatureStore, feature_service: str) -> dict[str, ViewLayout]:

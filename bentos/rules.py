@@ -15,11 +15,11 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 
 from feature_repo import schema as S
+from feature_repo.config import Paths
 
 logger = logging.getLogger(__name__)
 
@@ -57,15 +57,14 @@ class PurchaseIndex:
         return cls({}, {}, None)
 
     @classmethod
-    def from_events(cls, events_dir: Path) -> PurchaseIndex:
-        """Index the purchases of the events table (Parquet, partitioned by day)."""
+    def from_events(cls, paths: Paths) -> PurchaseIndex:
+        """Index the purchases of the ingested events table."""
         import polars as pl
 
-        if not Path(events_dir).exists():
-            logger.warning("no events table at %s: purchase rules are off", events_dir)
-            return cls.empty()
+        from feature_repo.ingest import scan_events
+
         frame = (
-            pl.scan_parquet(Path(events_dir) / "**" / "*.parquet", hive_partitioning=True)
+            scan_events(paths)
             .filter(pl.col(S.EVENT_TYPE) == S.PURCHASE)
             .select(
                 pl.col(S.USER_ID).cast(pl.String),
@@ -76,6 +75,7 @@ class PurchaseIndex:
             .collect()
         )
         if frame.height == 0:
+            logger.warning("no events under %s: the purchase rules are off", paths.events)
             return cls.empty()
         item_sales = {
             str(key[0]): group.get_column("t").to_numpy()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,14 +41,11 @@ def window_requests(
     """
     import polars as pl
 
-    events_dir = Path(settings.paths.events)
-    if not events_dir.exists():
-        raise FileNotFoundError(
-            f"no events table at {events_dir}.\nHint: run `make ingest` (or `make demo`) first."
-        )
+    from feature_repo.ingest import scan_events
+
     start, end = split.window("test")
     frame = (
-        pl.scan_parquet(events_dir / "**" / "*.parquet", hive_partitioning=True)
+        scan_events(settings.paths)
         .filter(
             (pl.col(S.EVENT_TYPE) == S.PURCHASE)
             & (pl.col(S.EVENT_TIMESTAMP) >= start)
@@ -65,6 +61,11 @@ def window_requests(
         .sort(S.EVENT_TIMESTAMP, S.SESSION_ID)
         .collect()
     )
+    if frame.height == 0:
+        raise FileNotFoundError(
+            f"no purchases in the test window [{start:%Y-%m-%d}, {end:%Y-%m-%d}) under "
+            f"{settings.paths.events}.\nHint: run `make ingest` (or `make demo`) first."
+        )
     if max_requests is not None and frame.height > max_requests:
         rng = np.random.default_rng(seed)
         rows = np.sort(rng.choice(frame.height, size=max_requests, replace=False))

@@ -147,3 +147,27 @@ def test_opt_out_is_durable_and_shared(tmp_path: Path) -> None:
     first.set("12348", opted_out=True)
     assert OptOutStore(path).is_opted_out("12348")
     assert not OptOutStore(path).is_opted_out(None)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"double_val": 3.25}, {"double_val": -0.0}, {"double_val": 1e300},
+        {"float_val": 0.1}, {"int64_val": 0}, {"int64_val": -5}, {"int64_val": 2**62},
+        {"int32_val": -7}, {"int32_val": 300}, {"bool_val": True}, {"bool_val": False},
+        {"string_val": ""}, {"string_val": "United Kingdom"}, {"string_val": "Ünïcödé"},
+        {"int64_list_val": {"val": [1, 2]}}, {"unix_timestamp_val": 1_300_000_000},
+        {"null_val": 0},
+    ],
+)  # fmt: skip
+def test_value_decoding_matches_protobuf(kwargs: dict[str, object]) -> None:
+    """The service's own decoding of Feast values equals protobuf's, type by type."""
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    from bentos.online import _decode_value, _parse_value
+
+    raw = Value(**kwargs).SerializeToString()  # type: ignore[arg-type]
+    expected = _parse_value(raw) if raw else None
+    assert _decode_value(raw) == expected
+    assert _decode_value(raw) == expected  # from the memo
+    assert type(_decode_value(raw)) is type(expected)
