@@ -201,3 +201,25 @@ def test_training_rows_never_see_the_future(real_store) -> None:
         entity_df=entity_df, features=["user_features:user_frequency"]
     ).to_df()
     assert out["user_frequency"].isna().all()
+
+
+def test_no_redis_falls_back_to_sqlite_online_store(tmp_path: Path) -> None:
+    """With nothing listening at the Redis URL the store uses Feast's SQLite online store,
+    and materialized values still come back online."""
+    from tests.conftest import free_port
+
+    settings = Settings(data_dir=tmp_path / "data",
+                        redis_url=f"redis://127.0.0.1:{free_port()}/0", project="no_redis")
+    rows = pd.DataFrame({
+        S.USER_ID: ["u1"], S.EVENT_TIMESTAMP: [T0], S.CREATED_TIMESTAMP: [T0],
+        "score": [3.5], "nulls": pd.array([None], dtype="Int64"),
+    })
+    view = hand_view(settings, rows, ttl=timedelta(days=3))
+    store = get_store(settings)
+    assert store.config.online_store.type == "sqlite"
+    store.apply([build_definitions(settings)["user"], view])
+    store.materialize(start_date=T0 - timedelta(days=1), end_date=T0 + timedelta(days=1))
+    online = store.get_online_features(features=["hand:score"],
+                                       entity_rows=[{S.USER_ID: "u1"}]).to_dict()
+    assert online["score"] == [3.5]
+    assert settings.paths.sqlite_online.exists()
