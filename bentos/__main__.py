@@ -36,10 +36,17 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def list_versions() -> list[str]:
-    """Model versions in the BentoML model store, newest first."""
-    from models.api import list_versions as models_list_versions
+    """Model versions (tags) in the BentoML model store, newest first."""
+    from models.api import MODEL_NAME, bentoml_store, resolve_bentoml_home
 
-    return list(models_list_versions())
+    store = bentoml_store(resolve_bentoml_home(None))
+    try:
+        models = store.list(MODEL_NAME)
+    except Exception:  # BentoML raises NotFound when the name was never stored
+        logger.debug("no %s models in the store", MODEL_NAME, exc_info=True)
+        return []
+    models = sorted(models, key=lambda m: m.info.creation_time, reverse=True)
+    return [str(m.tag) for m in models]
 
 
 def _check_model(version: str | None) -> str:
@@ -55,12 +62,13 @@ def _check_model(version: str | None) -> str:
         )
     if version is None:
         return versions[0]
-    if version not in versions:
+    matches = [v for v in versions if v == version or v.split(":")[-1] == version]
+    if not matches:
         raise SystemExit(
             f"model version {version!r} is not in the model store; versions: "
             f"{', '.join(versions[:10])}.\nHint: `python -m bentos versions` lists them all."
         )
-    return version
+    return matches[0]
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:

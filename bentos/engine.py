@@ -8,6 +8,7 @@ candidate left. Every answer is written to the audit log.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -51,6 +52,7 @@ STAGES: tuple[str, ...] = (
     "candidates",
     "rules",
     "features",
+    "session_features",
     "rank",
     "diversity",
     "fallback",
@@ -84,21 +86,17 @@ class EngineHooks:
 
 
 def _subset_candidates(candidates: Candidates, keep: np.ndarray) -> Candidates:
-    """The candidates where ``keep`` is true, features included."""
-    from models.api import Candidates
-
+    """The candidates where ``keep`` is true, features included (other fields kept)."""
     features = candidates.features
     if hasattr(features, "iloc"):
         features = features.iloc[np.flatnonzero(keep)].reset_index(drop=True)
-    elif hasattr(features, "filter") and hasattr(features, "height"):
-        import polars as pl
-
-        features = features.filter(pl.Series(keep))
     else:
         features = np.asarray(features)[keep]
-    sources = [s for s, k in zip(candidates.sources, keep, strict=True) if k]
-    return Candidates(
-        item_ids=np.asarray(candidates.item_ids)[keep], features=features, sources=sources
+    return dataclasses.replace(
+        candidates,
+        item_ids=np.asarray(candidates.item_ids)[keep],
+        features=features,
+        sources=[s for s, k in zip(candidates.sources, keep, strict=True) if k],
     )
 
 
@@ -443,6 +441,9 @@ class RecommendationEngine:
                 ids = [str(i) for i in candidates.item_ids]
         if not ids:
             return [], Fallback.NO_CANDIDATES
+        if getattr(candidates, "policy", None) == "popularity":
+            # Neither a known customer nor a known basket item: nothing to personalise on.
+            return [], Fallback.UNKNOWN_ITEMS
 
         # Online features: the user's and every candidate's, one Redis round trip.
         with timer.stage("features"):
@@ -461,7 +462,10 @@ class RecommendationEngine:
                 }
             else:
                 user_features = {}
-            if basket:
+        if basket:
+            # The basket's session features, by the offline pipeline's own code. The
+            # ranker reads the features its feature service lists and ignores the rest.
+            with timer.stage("session_features"):
                 user_features.update(
                     self.session_features(basket, country=request.country, when=as_of)
                 )

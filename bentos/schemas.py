@@ -35,6 +35,7 @@ class Fallback(StrEnum):
     OPTED_OUT = "opted_out"
     REDIS_UNAVAILABLE = "redis_unavailable"
     REDIS_TIMEOUT = "redis_timeout"
+    UNKNOWN_ITEMS = "unknown_basket_items"
     NO_CANDIDATES = "no_candidates"
     INTERNAL_ERROR = "internal_error"
 
