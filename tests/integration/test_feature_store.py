@@ -223,3 +223,26 @@ def test_no_redis_falls_back_to_sqlite_online_store(tmp_path: Path) -> None:
                                        entity_rows=[{S.USER_ID: "u1"}]).to_dict()
     assert online["score"] == [3.5]
     assert settings.paths.sqlite_online.exists()
+
+
+def test_fast_materialize_gives_the_same_online_values_as_feast(real_store, redis_server) -> None:
+    """The project's Redis writer and Feast's stock materialize leave identical values for
+    every entity, nulls included."""
+    settings, _ = real_store
+    rows = {}
+    for stock in (True, False):
+        other = Settings(raw_dir=settings.raw_dir, data_dir=settings.data_dir,
+                         redis_url=redis_server.url, project=f"same_{int(stock)}")
+        store = apply(other)
+        materialize(other, store=store, stock=stock, views=[S.USER_VIEW, S.ITEM_VIEW])
+        users = pl.read_parquet(settings.paths.feature_table(S.USER_VIEW))[S.USER_ID].unique()
+        items = pl.read_parquet(settings.paths.feature_table(S.ITEM_VIEW))[S.ITEM_ID].unique()
+        entity_rows = [{S.USER_ID: u, S.ITEM_ID: i}
+                       for u, i in zip(users.sort().to_list(), items.sort().to_list(), strict=False)]
+        rows[stock] = store.get_online_features(
+            features=store.get_feature_service(S.RANKER_SERVICE), entity_rows=entity_rows
+        ).to_dict()
+    assert rows[True].keys() == rows[False].keys()
+    for name in rows[True]:
+        assert rows[True][name] == rows[False][name], name
+    assert any(v is not None for v in rows[False]["user_frequency"])
