@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     status = 0
     for name in names:
-        module = importlib.import_module(f"benchmarks.{name if name.startswith('bench_') else 'bench_' + name}")
+        module = importlib.import_module(
+            f"benchmarks.{name if name.startswith('bench_') else 'bench_' + name}"
+        )
         print(f"\n=== {module.__name__} ===", flush=True)
         status |= int(module.main([]) or 0)
     return status

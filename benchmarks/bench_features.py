@@ -44,8 +44,12 @@ def bench_ingest(raw_dir: Path, runs: int) -> dict[str, object]:
     candidate()  # warm-up: imports, page cache
     base, cand = interleave(runs, baseline, candidate)
     b, c = summarize(base), summarize(cand)
-    return {"baseline_s": b["median"], "ingest_s": c["median"], "ingest_p95_s": c["p95"],
-            "ratio": c["median"] / b["median"]}
+    return {
+        "baseline_s": b["median"],
+        "ingest_s": c["median"],
+        "ingest_p95_s": c["p95"],
+        "ratio": c["median"] / b["median"],
+    }
 
 
 def bench_materialize(settings: Settings, runs: int) -> dict[str, object]:
@@ -54,8 +58,11 @@ def bench_materialize(settings: Settings, runs: int) -> dict[str, object]:
     views = [S.USER_VIEW, S.ITEM_VIEW]
     store = apply(settings)
     end = max(
-        pl.scan_parquet(settings.paths.feature_table(v)).select(pl.col(S.EVENT_TIMESTAMP).max())
-        .collect().item() for v in views
+        pl.scan_parquet(settings.paths.feature_table(v))
+        .select(pl.col(S.EVENT_TIMESTAMP).max())
+        .collect()
+        .item()
+        for v in views
     )
     # The rows materialize writes: the latest snapshot of every entity.
     latest = {
@@ -70,18 +77,22 @@ def bench_materialize(settings: Settings, runs: int) -> dict[str, object]:
         pipe = client.pipeline(transaction=False)
         for view, table in latest.items():
             key_col = table.columns[0]
-            features = [c for c in table.columns if c not in (key_col, S.EVENT_TIMESTAMP,
-                                                               S.CREATED_TIMESTAMP)]
+            features = [
+                c
+                for c in table.columns
+                if c not in (key_col, S.EVENT_TIMESTAMP, S.CREATED_TIMESTAMP)
+            ]
             for i, row in enumerate(table.select(key_col, *features).iter_rows()):
-                pipe.hset(f"raw:{view}:{row[0]}",
-                          mapping={f: str(v) for f, v in zip(features, row[1:], strict=True)})
+                pipe.hset(
+                    f"raw:{view}:{row[0]}",
+                    mapping={f: str(v) for f, v in zip(features, row[1:], strict=True)},
+                )
                 if i % 1000 == 999:
                     pipe.execute()
         pipe.execute()
 
     def stock() -> None:
-        materialize(settings, store=store, views=views, end=end + timedelta(seconds=1),
-                    stock=True)
+        materialize(settings, store=store, views=views, end=end + timedelta(seconds=1), stock=True)
 
     def fast() -> None:
         materialize(settings, store=store, views=views, end=end + timedelta(seconds=1))
@@ -90,11 +101,17 @@ def bench_materialize(settings: Settings, runs: int) -> dict[str, object]:
     fast()
     base, cand, quick = interleave(runs, baseline, stock, fast)
     b, c, f = summarize(base), summarize(cand), summarize(quick)
-    return {"rows": n_rows, "raw_rows_per_s": n_rows / b["median"], "raw_s": b["median"],
-            "feast_rows_per_s": n_rows / c["median"], "feast_s": c["median"],
-            "ratio": b["median"] / c["median"],
-            "fast_rows_per_s": n_rows / f["median"], "fast_s": f["median"],
-            "fast_ratio": b["median"] / f["median"]}
+    return {
+        "rows": n_rows,
+        "raw_rows_per_s": n_rows / b["median"],
+        "raw_s": b["median"],
+        "feast_rows_per_s": n_rows / c["median"],
+        "feast_s": c["median"],
+        "ratio": b["median"] / c["median"],
+        "fast_rows_per_s": n_rows / f["median"],
+        "fast_s": f["median"],
+        "fast_ratio": b["median"] / f["median"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,17 +123,20 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     ing = bench_ingest(settings.raw_dir, args.runs)
     print_table(
-        "Ingest of the whole log (median of %d runs, interleaved)" % args.runs,
+        f"Ingest of the whole log (median of {args.runs} runs, interleaved)",
         ["what", "seconds", "ratio"],
-        [["polars read_csv of the same files", ing["baseline_s"], 1.0],
-         ["shelfwise ingest", ing["ingest_s"], ing["ratio"]]],
+        [
+            ["polars read_csv of the same files", ing["baseline_s"], 1.0],
+            ["shelfwise ingest", ing["ingest_s"], ing["ratio"]],
+        ],
     )
 
     data = tmpdir()
     try:
         with private_redis() as url:
-            bench_settings = Settings(raw_dir=settings.raw_dir, data_dir=data, redis_url=url,
-                                      project="bench")
+            bench_settings = Settings(
+                raw_dir=settings.raw_dir, data_dir=data, redis_url=url, project="bench"
+            )
             ingest(settings.raw_dir, bench_settings.paths)
             build_features(bench_settings.paths)
             mat = bench_materialize(bench_settings, args.runs)
@@ -125,10 +145,16 @@ def main(argv: list[str] | None = None) -> int:
     print_table(
         f"Materialize the latest user and item rows ({mat['rows']:,} entities) into Redis",
         ["what", "seconds", "rows/s", "ratio"],
-        [["raw pipelined HSET", mat["raw_s"], mat["raw_rows_per_s"], 1.0],
-         ["feast materialize (stock)", mat["feast_s"], mat["feast_rows_per_s"], mat["ratio"]],
-         ["shelfwise materialize (Feast layout)", mat["fast_s"], mat["fast_rows_per_s"],
-          mat["fast_ratio"]]],
+        [
+            ["raw pipelined HSET", mat["raw_s"], mat["raw_rows_per_s"], 1.0],
+            ["feast materialize (stock)", mat["feast_s"], mat["feast_rows_per_s"], mat["ratio"]],
+            [
+                "shelfwise materialize (Feast layout)",
+                mat["fast_s"],
+                mat["fast_rows_per_s"],
+                mat["fast_ratio"],
+            ],
+        ],
     )
     logger.info("features benchmarks took %.0f s", time.perf_counter() - started)
     return 0

@@ -55,8 +55,10 @@ def cmd_features(settings: Settings, args: argparse.Namespace) -> int:
     print(f"{'feature table':<20}{'rows':>12}{'entities':>10}  path")
     for name, table in tables.items():
         key = table.columns[0]
-        print(f"{name:<20}{table.height:>12,}{table[key].n_unique():>10,}  "
-              f"{settings.paths.feature_table(name)}")
+        print(
+            f"{name:<20}{table.height:>12,}{table[key].n_unique():>10,}  "
+            f"{settings.paths.feature_table(name)}"
+        )
     return 0
 
 
@@ -96,12 +98,17 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
         recent = purchases.filter(pl.col(S.EVENT_TIMESTAMP) > last - pl.duration(days=7))
         if user_id is None:
             user_id = (
-                recent.filter(pl.col(S.USER_ID).is_not_null()).group_by(S.USER_ID).len()
-                .sort(["len", S.USER_ID], descending=[True, False]).collect()[S.USER_ID][0]
+                recent.filter(pl.col(S.USER_ID).is_not_null())
+                .group_by(S.USER_ID)
+                .len()
+                .sort(["len", S.USER_ID], descending=[True, False])
+                .collect()[S.USER_ID][0]
             )
         if item_id is None:
             item_id = (
-                recent.group_by(S.ITEM_ID).len().sort(["len", S.ITEM_ID], descending=[True, False])
+                recent.group_by(S.ITEM_ID)
+                .len()
+                .sort(["len", S.ITEM_ID], descending=[True, False])
                 .collect()[S.ITEM_ID][0]
             )
     store = get_store(settings)
@@ -135,22 +142,30 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m feature_repo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m feature_repo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--raw", help="raw log: folder of CSVs, one CSV or the UCI .xlsx "
-                        "(default $SHELFWISE_RAW_DIR)")
+    parser.add_argument(
+        "--raw",
+        help="raw log: folder of CSVs, one CSV or the UCI .xlsx (default $SHELFWISE_RAW_DIR)",
+    )
     parser.add_argument("--data-dir", help="generated files (default $SHELFWISE_DATA_DIR)")
     parser.add_argument("--start", help="materialize: ISO start time")
     parser.add_argument("--end", help="materialize: ISO end time")
     parser.add_argument("--user", help="show: a user_id")
     parser.add_argument("--item", help="show: an item_id")
-    parser.add_argument("command", choices=["ingest", "features", "apply", "materialize",
-                                            "show", "env", "demo"])
+    parser.add_argument(
+        "command", choices=["ingest", "features", "apply", "materialize", "show", "env", "demo"]
+    )
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
-    settings = load_settings(data_dir=Path(args.data_dir) if args.data_dir else None,
-                             raw_dir=Path(args.raw) if args.raw else None)
+    settings = load_settings(
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        raw_dir=Path(args.raw) if args.raw else None,
+    )
     command = globals()[f"cmd_{args.command}"]
     try:
         return int(command(settings, args) or 0)
@@ -161,4 +176,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

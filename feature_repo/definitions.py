@@ -73,8 +73,9 @@ def build_definitions(settings: Settings) -> dict[str, object]:
         )
 
     # Feature views.
-    def view(name: str, entity: Entity, features: tuple[str, ...], ttl: timedelta,
-             description: str) -> FeatureView:
+    def view(
+        name: str, entity: Entity, features: tuple[str, ...], ttl: timedelta, description: str
+    ) -> FeatureView:
         return FeatureView(
             name=name,
             entities=[entity],
@@ -87,15 +88,24 @@ def build_definitions(settings: Settings) -> dict[str, object]:
         )
 
     user_features = view(
-        S.USER_VIEW, user, S.USER_FEATURES, SNAPSHOT_TTL,
+        S.USER_VIEW,
+        user,
+        S.USER_FEATURES,
+        SNAPSHOT_TTL,
         "Recency, frequency, spend and activity windows of a customer, before each day.",
     )
     item_features = view(
-        S.ITEM_VIEW, item, S.ITEM_FEATURES, SNAPSHOT_TTL,
+        S.ITEM_VIEW,
+        item,
+        S.ITEM_FEATURES,
+        SNAPSHOT_TTL,
         "Sales, buyers, prices and cancellation rate of an item, before each day.",
     )
     session_features = view(
-        S.SESSION_VIEW, session, S.SESSION_FEATURES, SESSION_TTL,
+        S.SESSION_VIEW,
+        session,
+        S.SESSION_FEATURES,
+        SESSION_TTL,
         "Basket size, value, time and country of a session.",
     )
 

@@ -43,7 +43,9 @@ _SESSION_SCHEMA = {
 }
 
 
-def check_columns(frame: pl.DataFrame | pl.LazyFrame, required: dict[str, pl.DataType | type]) -> None:
+def check_columns(
+    frame: pl.DataFrame | pl.LazyFrame, required: dict[str, pl.DataType | type]
+) -> None:
     """Raise :class:`SchemaError` naming every missing column or wrong dtype."""
     actual = frame.collect_schema() if isinstance(frame, pl.LazyFrame) else frame.schema
     problems = []
@@ -85,9 +87,11 @@ def session_features(events: pl.DataFrame) -> pl.DataFrame:
             pl.col(S.EVENT_TIMESTAMP).max(),
             (pl.col(S.QUANTITY).cast(pl.Int64) * sign).sum().alias("session_units"),
             (pl.col(S.QUANTITY) * pl.col(S.PRICE) * sign).sum().alias("session_value"),
-            pl.col(S.ITEM_ID).filter(purchase).n_unique().cast(pl.Int64).alias(
-                "session_distinct_items"
-            ),
+            pl.col(S.ITEM_ID)
+            .filter(purchase)
+            .n_unique()
+            .cast(pl.Int64)
+            .alias("session_distinct_items"),
             pl.col(S.COUNTRY).drop_nulls().first().alias("session_country"),
         )
         .with_columns(
@@ -106,6 +110,11 @@ def _windows(expr: str, alias: str, *, partition: str) -> str:
         f"ROWS BETWEEN {w} PRECEDING AND 1 PRECEDING) AS {alias}_{w}d"
         for w in S.WINDOWS_DAYS
     )
+
+
+def _per_window(template: str) -> str:
+    """``template`` (with ``{w}``) repeated for each window, comma-separated."""
+    return ", ".join(template.format(w=w) for w in S.WINDOWS_DAYS)
 
 
 def _distinct_windows(con: duckdb.DuckDBPyConnection, key: str, other: str, name: str) -> None:
@@ -129,9 +138,7 @@ def _distinct_windows(con: duckdb.DuckDBPyConnection, key: str, other: str, name
         f"ROWS UNBOUNDED PRECEDING) AS n_{w}"
         for w in S.WINDOWS_DAYS
     )
-    pivot = ",\n".join(
-        f"sum(delta) FILTER (WHERE w = {w}) AS delta_{w}" for w in S.WINDOWS_DAYS
-    )
+    pivot = ",\n".join(f"sum(delta) FILTER (WHERE w = {w}) AS delta_{w}" for w in S.WINDOWS_DAYS)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE pair_days AS
@@ -195,7 +202,9 @@ def compute_feature_tables(
     last = frame[S.EVENT_TIMESTAMP].max()
     assert isinstance(last, datetime)
     end_day = (end or last).astimezone(UTC).date()
-    if end is None or end.astimezone(UTC) > datetime(end_day.year, end_day.month, end_day.day, tzinfo=UTC):
+    if end is None or end.astimezone(UTC) > datetime(
+        end_day.year, end_day.month, end_day.day, tzinfo=UTC
+    ):
         end_day = end_day.fromordinal(end_day.toordinal() + 1)
 
     con = duckdb.connect()
@@ -279,10 +288,10 @@ def compute_feature_tables(
                CAST(date_diff('day', first_d, w.d) AS BIGINT) AS user_tenure_days,
                CAST(frequency AS BIGINT) AS user_frequency,
                CAST(greatest(monetary, 0) AS DOUBLE) AS user_monetary,
-               {", ".join(f"CAST(user_orders_{x}d AS BIGINT) AS user_orders_{x}d" for x in S.WINDOWS_DAYS)},
-               {", ".join(f"CAST(greatest(user_units_{x}d, 0) AS BIGINT) AS user_units_{x}d" for x in S.WINDOWS_DAYS)},
-               {", ".join(f"CAST(greatest(user_spend_{x}d, 0) AS DOUBLE) AS user_spend_{x}d" for x in S.WINDOWS_DAYS)},
-               {", ".join(f"CAST(n_{x} AS BIGINT) AS user_distinct_items_{x}d" for x in S.WINDOWS_DAYS)},
+               {_per_window("CAST(user_orders_{w}d AS BIGINT) AS user_orders_{w}d")},
+               {_per_window("CAST(greatest(user_units_{w}d, 0) AS BIGINT) AS user_units_{w}d")},
+               {_per_window("CAST(greatest(user_spend_{w}d, 0) AS DOUBLE) AS user_spend_{w}d")},
+               {_per_window("CAST(n_{w} AS BIGINT) AS user_distinct_items_{w}d")},
                CAST((clines_all + {USER_CANCEL_PRIOR_LINES} * r.rate)
                     / (plines_all + {USER_CANCEL_PRIOR_LINES}) AS DOUBLE) AS user_cancel_rate,
                user_country
@@ -326,8 +335,8 @@ def compute_feature_tables(
         )
         SELECT w.item_id,
                CAST(w.d AS TIMESTAMPTZ) AS event_timestamp,
-               {", ".join(f"CAST(greatest(item_units_{x}d, 0) AS BIGINT) AS item_units_{x}d" for x in S.WINDOWS_DAYS)},
-               {", ".join(f"CAST(n_{x} AS BIGINT) AS item_buyers_{x}d" for x in S.WINDOWS_DAYS)},
+               {_per_window("CAST(greatest(item_units_{w}d, 0) AS BIGINT) AS item_units_{w}d")},
+               {_per_window("CAST(n_{w} AS BIGINT) AS item_buyers_{w}d")},
                CAST(price_mean AS DOUBLE) AS item_price_mean,
                CAST(price_min AS DOUBLE) AS item_price_min,
                CAST(price_max AS DOUBLE) AS item_price_max,
@@ -393,9 +402,15 @@ def build_features(paths: Paths, *, end: datetime | None = None) -> dict[str, pl
     return tables
 
 
-def feature_names(tables: Iterable[str] = (S.USER_VIEW, S.ITEM_VIEW, S.SESSION_VIEW)) -> dict[str, tuple[str, ...]]:
+def feature_names(
+    tables: Iterable[str] = (S.USER_VIEW, S.ITEM_VIEW, S.SESSION_VIEW),
+) -> dict[str, tuple[str, ...]]:
     """The feature names of each view, as computed here."""
-    known = {S.USER_VIEW: S.USER_FEATURES, S.ITEM_VIEW: S.ITEM_FEATURES, S.SESSION_VIEW: S.SESSION_FEATURES}
+    known = {
+        S.USER_VIEW: S.USER_FEATURES,
+        S.ITEM_VIEW: S.ITEM_FEATURES,
+        S.SESSION_VIEW: S.SESSION_FEATURES,
+    }
     return {t: known[t] for t in tables}
 
 

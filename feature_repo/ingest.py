@@ -32,7 +32,13 @@ from feature_repo.errors import IngestError
 
 logger = logging.getLogger(__name__)
 
-QUARANTINE_COLUMNS: tuple[str, ...] = (*S.RAW_COLUMNS, S.SOURCE_FILE, S.SOURCE_LINE, S.REASON, S.DETAIL)
+QUARANTINE_COLUMNS: tuple[str, ...] = (
+    *S.RAW_COLUMNS,
+    S.SOURCE_FILE,
+    S.SOURCE_LINE,
+    S.REASON,
+    S.DETAIL,
+)
 _INVOICE_PATTERN = r"^[0-9]{6,7}$"
 _CANCEL_PATTERN = r"^C[0-9]{6,7}$"
 _ADJUST_PATTERN = r"^A[0-9]{6,7}$"
@@ -243,10 +249,7 @@ def classify(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         .str.to_datetime(S.RAW_TIME_FORMAT, strict=False, time_unit="us")
         .alias("_local"),
         # CustomerID arrives as a float ("17850.0"): keep the integer part as text.
-        pl.col(S.RAW_CUSTOMER_ID)
-        .str.replace(r"\.0+$", "")
-        .replace("", None)
-        .alias("_user"),
+        pl.col(S.RAW_CUSTOMER_ID).str.replace(r"\.0+$", "").replace("", None).alias("_user"),
     )
     inv = pl.col("_invoice")
     item = pl.col("_item")
@@ -290,7 +293,11 @@ def classify(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         pl.when(pl.col(S.DETAIL).is_not_null())
         .then(pl.col(S.DETAIL))
         .when(pl.col("_local").is_null() & pl.col(S.RAW_INVOICE_DATE).is_not_null())
-        .then(pl.format("cannot parse {} as {}", pl.col(S.RAW_INVOICE_DATE), pl.lit(S.RAW_TIME_FORMAT)))
+        .then(
+            pl.format(
+                "cannot parse {} as {}", pl.col(S.RAW_INVOICE_DATE), pl.lit(S.RAW_TIME_FORMAT)
+            )
+        )
         .when(qty.is_null() & pl.col(S.RAW_QUANTITY).is_not_null())
         .then(pl.format("Quantity {} is not an integer", pl.col(S.RAW_QUANTITY)))
         .when(qty == 0)

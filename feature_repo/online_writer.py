@@ -51,9 +51,7 @@ def latest_rows(frame: pl.LazyFrame, join_key: str, start: datetime, end: dateti
     """The newest row of each entity with ``start <= event_timestamp < end``; among rows
     sharing a timestamp the newest ``created_timestamp`` wins."""
     return (
-        frame.filter(
-            (pl.col(S.EVENT_TIMESTAMP) >= start) & (pl.col(S.EVENT_TIMESTAMP) < end)
-        )
+        frame.filter((pl.col(S.EVENT_TIMESTAMP) >= start) & (pl.col(S.EVENT_TIMESTAMP) < end))
         .sort([join_key, S.EVENT_TIMESTAMP, S.CREATED_TIMESTAMP])
         .group_by(join_key, maintain_order=True)
         .last()
@@ -61,9 +59,7 @@ def latest_rows(frame: pl.LazyFrame, join_key: str, start: datetime, end: dateti
     )
 
 
-def write_view(
-    store: FeatureStore, view: FeatureView, start: datetime, end: datetime
-) -> int:
+def write_view(store: FeatureStore, view: FeatureView, start: datetime, end: datetime) -> int:
     """Write the latest row of each entity of ``view`` in ``[start, end)`` to Redis."""
     import redis
     from feast.infra.key_encoding_utils import serialize_entity_key
@@ -90,12 +86,14 @@ def write_view(
         serialize_entity_key(
             EntityKey(join_keys=[join_key], entity_values=[Value(string_val=str(k))]),
             entity_key_serialization_version=version,
-        ) + project
+        )
+        + project
         for k in rows[join_key].to_list()
     ]
     fields = [_mmh3(f"{view.name}:{name}") for name in features]
-    columns = [list(map(_value_builder(rows.schema[name]), rows[name].to_list()))
-               for name in features]
+    columns = [
+        list(map(_value_builder(rows.schema[name]), rows[name].to_list())) for name in features
+    ]
     stamps = []
     for ts in rows[S.EVENT_TIMESTAMP].to_list():
         proto = Timestamp()
@@ -105,8 +103,14 @@ def write_view(
 
     # Pipelined HSETs, a batch at a time.
     host, port = config.online_store.connection_string.split(",")[0].split(":")
-    db = next((int(p.split("=")[1]) for p in config.online_store.connection_string.split(",")
-               if p.startswith("db=")), 0)
+    db = next(
+        (
+            int(p.split("=")[1])
+            for p in config.online_store.connection_string.split(",")
+            if p.startswith("db=")
+        ),
+        0,
+    )
     client = redis.Redis(host=host, port=int(port), db=db)
     with client.pipeline(transaction=False) as pipe:
         for i, key in enumerate(keys):
@@ -135,7 +139,8 @@ def fast_materialize(
         started = time.perf_counter()
         n = write_view(store, store.get_feature_view(name), start, end)
         total += n
-        logger.info("materialize: %s: %d rows in %.2f s (fast path)", name, n,
-                    time.perf_counter() - started)
+        logger.info(
+            "materialize: %s: %d rows in %.2f s (fast path)", name, n, time.perf_counter() - started
+        )
     del settings
     return total

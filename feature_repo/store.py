@@ -37,8 +37,9 @@ def redis_reachable(settings: Settings, *, timeout_s: float = 0.5) -> bool:
 
     host, port, db = settings.redis_host_port
     try:
-        client = redis.Redis(host=host, port=port, db=db, socket_timeout=timeout_s,
-                             socket_connect_timeout=timeout_s)
+        client = redis.Redis(
+            host=host, port=port, db=db, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
         return bool(client.ping())
     except (redis.RedisError, OSError):
         return False
@@ -77,7 +78,8 @@ def repo_config(settings: Settings, *, use_redis: bool | None = None) -> RepoCon
     env = feast_env(settings, use_redis=use_redis)
     # Comments may mention ${VAR} too; only the settings lines are filled.
     text = "\n".join(
-        line for line in FEATURE_STORE_YAML.read_text().splitlines()
+        line
+        for line in FEATURE_STORE_YAML.read_text().splitlines()
         if not line.lstrip().startswith("#")
     )
     try:
@@ -97,7 +99,9 @@ def get_store(settings: Settings, *, use_redis: bool | None = None) -> FeatureSt
     from feast import FeatureStore
 
     settings.paths.feast.mkdir(parents=True, exist_ok=True)
-    return FeatureStore(repo_path=str(FEATURE_REPO_DIR), config=repo_config(settings, use_redis=use_redis))
+    return FeatureStore(
+        repo_path=str(FEATURE_REPO_DIR), config=repo_config(settings, use_redis=use_redis)
+    )
 
 
 def apply(settings: Settings, *, store: FeatureStore | None = None) -> FeatureStore:
@@ -110,7 +114,9 @@ def apply(settings: Settings, *, store: FeatureStore | None = None) -> FeatureSt
     store.apply(objects)
     logger.info(
         "apply: %d object(s) registered in project %r in %.1f s",
-        len(objects), settings.project, time.perf_counter() - started,
+        len(objects),
+        settings.project,
+        time.perf_counter() - started,
     )
     return store
 
@@ -138,7 +144,10 @@ def materialize(
     views = views or [S.USER_VIEW, S.ITEM_VIEW, S.SESSION_VIEW]
     if end is None:
         ends = [
-            pl.scan_parquet(settings.paths.feature_table(v)).select(pl.col(S.EVENT_TIMESTAMP).max()).collect().item()
+            pl.scan_parquet(settings.paths.feature_table(v))
+            .select(pl.col(S.EVENT_TIMESTAMP).max())
+            .collect()
+            .item()
             for v in views
         ]
         end = max(ends) + timedelta(seconds=1)

@@ -19,7 +19,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from feature_repo.config import DEFAULT_RAW_DIR, Settings  # noqa: E402
+from feature_repo.config import DEFAULT_RAW_DIR, Settings
 
 REAL_RAW_DIR = Path(os.environ.get("SHELFWISE_RAW_DIR", DEFAULT_RAW_DIR))
 
@@ -47,8 +47,19 @@ class RedisServer:
         if binary is None:
             pytest.fail("redis-server is not installed; `apt-get install redis-server`.")
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -125,7 +125,7 @@ def test_naive_entity_timestamps_are_utc(hand_store) -> None:
 
 
 def test_all_null_feature_materializes_and_unknown_ids_give_nulls(hand_store) -> None:
-    settings, store = hand_store
+    _, store = hand_store
     store.materialize(
         start_date=T0 - timedelta(days=1), end_date=T0 + timedelta(days=2), feature_views=["hand"]
     )
@@ -208,19 +208,28 @@ def test_no_redis_falls_back_to_sqlite_online_store(tmp_path: Path) -> None:
     and materialized values still come back online."""
     from tests.conftest import free_port
 
-    settings = Settings(data_dir=tmp_path / "data",
-                        redis_url=f"redis://127.0.0.1:{free_port()}/0", project="no_redis")
-    rows = pd.DataFrame({
-        S.USER_ID: ["u1"], S.EVENT_TIMESTAMP: [T0], S.CREATED_TIMESTAMP: [T0],
-        "score": [3.5], "nulls": pd.array([None], dtype="Int64"),
-    })
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        project="no_redis",
+    )
+    rows = pd.DataFrame(
+        {
+            S.USER_ID: ["u1"],
+            S.EVENT_TIMESTAMP: [T0],
+            S.CREATED_TIMESTAMP: [T0],
+            "score": [3.5],
+            "nulls": pd.array([None], dtype="Int64"),
+        }
+    )
     view = hand_view(settings, rows, ttl=timedelta(days=3))
     store = get_store(settings)
     assert store.config.online_store.type == "sqlite"
     store.apply([build_definitions(settings)["user"], view])
     store.materialize(start_date=T0 - timedelta(days=1), end_date=T0 + timedelta(days=1))
-    online = store.get_online_features(features=["hand:score"],
-                                       entity_rows=[{S.USER_ID: "u1"}]).to_dict()
+    online = store.get_online_features(
+        features=["hand:score"], entity_rows=[{S.USER_ID: "u1"}]
+    ).to_dict()
     assert online["score"] == [3.5]
     assert settings.paths.sqlite_online.exists()
 
@@ -231,14 +240,20 @@ def test_fast_materialize_gives_the_same_online_values_as_feast(real_store, redi
     settings, _ = real_store
     rows = {}
     for stock in (True, False):
-        other = Settings(raw_dir=settings.raw_dir, data_dir=settings.data_dir,
-                         redis_url=redis_server.url, project=f"same_{int(stock)}")
+        other = Settings(
+            raw_dir=settings.raw_dir,
+            data_dir=settings.data_dir,
+            redis_url=redis_server.url,
+            project=f"same_{int(stock)}",
+        )
         store = apply(other)
         materialize(other, store=store, stock=stock, views=[S.USER_VIEW, S.ITEM_VIEW])
         users = pl.read_parquet(settings.paths.feature_table(S.USER_VIEW))[S.USER_ID].unique()
         items = pl.read_parquet(settings.paths.feature_table(S.ITEM_VIEW))[S.ITEM_ID].unique()
-        entity_rows = [{S.USER_ID: u, S.ITEM_ID: i}
-                       for u, i in zip(users.sort().to_list(), items.sort().to_list(), strict=False)]
+        entity_rows = [
+            {S.USER_ID: u, S.ITEM_ID: i}
+            for u, i in zip(users.sort().to_list(), items.sort().to_list(), strict=False)
+        ]
         rows[stock] = store.get_online_features(
             features=store.get_feature_service(S.RANKER_SERVICE), entity_rows=entity_rows
         ).to_dict()

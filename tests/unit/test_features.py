@@ -29,22 +29,29 @@ def events_frame(rows: list[tuple]) -> pl.DataFrame:
             S.EVENT_TIMESTAMP: [DAY0 + timedelta(days=r[6], hours=r[7]) for r in rows],
         },
         schema={
-            S.USER_ID: pl.String, S.SESSION_ID: pl.String, S.ITEM_ID: pl.String,
-            S.EVENT_TYPE: pl.String, S.QUANTITY: pl.Int32, S.PRICE: pl.Float64,
-            S.COUNTRY: pl.String, S.EVENT_TIMESTAMP: pl.Datetime("us", "UTC"),
+            S.USER_ID: pl.String,
+            S.SESSION_ID: pl.String,
+            S.ITEM_ID: pl.String,
+            S.EVENT_TYPE: pl.String,
+            S.QUANTITY: pl.Int32,
+            S.PRICE: pl.Float64,
+            S.COUNTRY: pl.String,
+            S.EVENT_TIMESTAMP: pl.Datetime("us", "UTC"),
         },
     )
 
 
 P, C = S.PURCHASE, S.CANCELLATION
-HISTORY = events_frame([
-    ("u1", "s1", "a", P, 2, 1.0, 0, 10),
-    ("u1", "s1", "b", P, 1, 5.0, 0, 10),
-    ("u1", "s2", "a", P, 3, 1.0, 5, 9),
-    ("u1", "Cs3", "a", C, 1, 1.0, 6, 9),
-    ("u2", "s4", "a", P, 10, 1.0, 40, 12),
-    (None, "s5", "b", P, 1, 5.0, 40, 13),
-])
+HISTORY = events_frame(
+    [
+        ("u1", "s1", "a", P, 2, 1.0, 0, 10),
+        ("u1", "s1", "b", P, 1, 5.0, 0, 10),
+        ("u1", "s2", "a", P, 3, 1.0, 5, 9),
+        ("u1", "Cs3", "a", C, 1, 1.0, 6, 9),
+        ("u2", "s4", "a", P, 10, 1.0, 40, 12),
+        (None, "s5", "b", P, 1, 5.0, 40, 13),
+    ]
+)
 
 
 def row_at(frame: pl.DataFrame, key: str, value: str, day: int) -> dict:
@@ -101,8 +108,16 @@ def test_distinct_buyers_match_a_brute_force_count() -> None:
     rng = np.random.default_rng(7)
     n = 400
     rows = [
-        (f"u{rng.integers(12)}", f"s{i}", f"i{rng.integers(4)}", P, 1, 1.0,
-         int(rng.integers(120)), 10)
+        (
+            f"u{rng.integers(12)}",
+            f"s{i}",
+            f"i{rng.integers(4)}",
+            P,
+            1,
+            1.0,
+            int(rng.integers(120)),
+            10,
+        )
         for i in range(n)
     ]
     frame = events_frame(rows)

@@ -51,13 +51,22 @@ def test_normalises_ids_and_converts_shop_time_to_utc(tmp_path: Path) -> None:
     """CustomerID floats become integer strings, codes are trimmed and upper-cased, and
     summer-time shop clocks are an hour ahead of UTC."""
     raw = tmp_path / "raw"
-    write_csv(raw, "2011-06-01.csv", [
-        "540001, 85123a ,  WHITE HANGING HEART ,6,2011-06-01 10:00:00,2.55,17850.0,United Kingdom",
-        "540002,71053,WHITE METAL LANTERN,2,2011-06-01 11:30:00,3.39,,France",
-    ])
-    write_csv(raw, "2011-01-10.csv", [
-        "530001,71053,WHITE METAL LANTERN,1,2011-01-10 10:00:00,3.39,12345.0,France",
-    ])
+    write_csv(
+        raw,
+        "2011-06-01.csv",
+        [
+            "540001, 85123a ,  WHITE HANGING HEART ,6,2011-06-01 10:00:00,2.55,17850.0,"
+            "United Kingdom",
+            "540002,71053,WHITE METAL LANTERN,2,2011-06-01 11:30:00,3.39,,France",
+        ],
+    )
+    write_csv(
+        raw,
+        "2011-01-10.csv",
+        [
+            "530001,71053,WHITE METAL LANTERN,1,2011-01-10 10:00:00,3.39,12345.0,France",
+        ],
+    )
     paths = Paths(tmp_path / "data")
     ingest(raw, paths)
     events = scan_events(paths).sort(S.EVENT_TIMESTAMP).collect()
@@ -79,38 +88,64 @@ def test_normalises_ids_and_converts_shop_time_to_utc(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("row", "reason"),
     [
-        ("A563185,B,Adjust bad debt,1,2011-08-12 14:50:00,11062.06,,United Kingdom",
-         S.REASON_ADJUSTMENT),
+        (
+            "A563185,B,Adjust bad debt,1,2011-08-12 14:50:00,11062.06,,United Kingdom",
+            S.REASON_ADJUSTMENT,
+        ),
         ("536365,POST,POSTAGE,1,2011-01-10 09:00:00,18.00,12583.0,France", S.REASON_NON_PRODUCT),
-        ("536366,gift_0001_20,Dotcomgiftshop Gift Voucher,1,2011-01-10 09:00:00,17.02,,UK",
-         S.REASON_NON_PRODUCT),
-        ("536367,85123A,HEART,-5,2011-01-10 09:00:00,0.0,,United Kingdom",
-         S.REASON_STOCK_CORRECTION),
-        ("C536368,85123A,HEART,5,2011-01-10 09:00:00,2.55,17850.0,United Kingdom",
-         S.REASON_CANCEL_POSITIVE),
-        ("536369,85123A,HEART,5,2011-01-10 09:00:00,0.0,17850.0,United Kingdom",
-         S.REASON_ZERO_PRICE),
-        ("536370,85123A,HEART,5,10/01/2011 09:00,2.55,17850.0,United Kingdom",
-         S.REASON_INVALID_DATE),
-        ("536371,85123A,HEART,five,2011-01-10 09:00:00,2.55,17850.0,United Kingdom",
-         S.REASON_INVALID_QUANTITY),
-        ("536372,85123A,HEART,0,2011-01-10 09:00:00,2.55,17850.0,United Kingdom",
-         S.REASON_INVALID_QUANTITY),
-        ("536373,85123A,HEART,1,2011-01-10 09:00:00,-2.55,17850.0,United Kingdom",
-         S.REASON_INVALID_PRICE),
-        (",85123A,HEART,1,2011-01-10 09:00:00,2.55,17850.0,United Kingdom",
-         S.REASON_MISSING_FIELD),
-        ("X536374,85123A,HEART,1,2011-01-10 09:00:00,2.55,17850.0,United Kingdom",
-         S.REASON_INVALID_INVOICE),
+        (
+            "536366,gift_0001_20,Dotcomgiftshop Gift Voucher,1,2011-01-10 09:00:00,17.02,,UK",
+            S.REASON_NON_PRODUCT,
+        ),
+        (
+            "536367,85123A,HEART,-5,2011-01-10 09:00:00,0.0,,United Kingdom",
+            S.REASON_STOCK_CORRECTION,
+        ),
+        (
+            "C536368,85123A,HEART,5,2011-01-10 09:00:00,2.55,17850.0,United Kingdom",
+            S.REASON_CANCEL_POSITIVE,
+        ),
+        (
+            "536369,85123A,HEART,5,2011-01-10 09:00:00,0.0,17850.0,United Kingdom",
+            S.REASON_ZERO_PRICE,
+        ),
+        (
+            "536370,85123A,HEART,5,10/01/2011 09:00,2.55,17850.0,United Kingdom",
+            S.REASON_INVALID_DATE,
+        ),
+        (
+            "536371,85123A,HEART,five,2011-01-10 09:00:00,2.55,17850.0,United Kingdom",
+            S.REASON_INVALID_QUANTITY,
+        ),
+        (
+            "536372,85123A,HEART,0,2011-01-10 09:00:00,2.55,17850.0,United Kingdom",
+            S.REASON_INVALID_QUANTITY,
+        ),
+        (
+            "536373,85123A,HEART,1,2011-01-10 09:00:00,-2.55,17850.0,United Kingdom",
+            S.REASON_INVALID_PRICE,
+        ),
+        (",85123A,HEART,1,2011-01-10 09:00:00,2.55,17850.0,United Kingdom", S.REASON_MISSING_FIELD),
+        (
+            "X536374,85123A,HEART,1,2011-01-10 09:00:00,2.55,17850.0,United Kingdom",
+            S.REASON_INVALID_INVOICE,
+        ),
     ],
 )
-def test_each_rule_sets_the_row_aside_with_its_reason(tmp_path: Path, row: str, reason: str) -> None:
+def test_each_rule_sets_the_row_aside_with_its_reason(
+    tmp_path: Path, row: str, reason: str
+) -> None:
     """A row that breaks a rule lands in the quarantine with that rule's reason, next to a
     good row that is loaded."""
     raw = tmp_path / "raw"
-    write_csv(raw, "2011-01-10.csv", [
-        "536400,71053,WHITE METAL LANTERN,1,2011-01-10 10:00:00,3.39,12345.0,France", row,
-    ])
+    write_csv(
+        raw,
+        "2011-01-10.csv",
+        [
+            "536400,71053,WHITE METAL LANTERN,1,2011-01-10 10:00:00,3.39,12345.0,France",
+            row,
+        ],
+    )
     paths = Paths(tmp_path / "data")
     report = ingest(raw, paths)
     assert report.rows_read == 2
@@ -124,10 +159,16 @@ def test_each_rule_sets_the_row_aside_with_its_reason(tmp_path: Path, row: str, 
 def test_cancellation_is_its_own_event_and_duplicates_are_set_aside(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     line = "536365,85123A,HEART,6,2011-01-10 08:26:00,2.55,17850.0,United Kingdom"
-    write_csv(raw, "2011-01-10.csv", [
-        line, line, line,
-        "C536379,85123A,HEART,-2,2011-01-10 09:41:00,2.55,17850.0,United Kingdom",
-    ])
+    write_csv(
+        raw,
+        "2011-01-10.csv",
+        [
+            line,
+            line,
+            line,
+            "C536379,85123A,HEART,-2,2011-01-10 09:41:00,2.55,17850.0,United Kingdom",
+        ],
+    )
     paths = Paths(tmp_path / "data")
     report = ingest(raw, paths)
     assert report.set_aside_by_reason == {S.REASON_DUPLICATE: 2}
@@ -139,11 +180,15 @@ def test_cancellation_is_its_own_event_and_duplicates_are_set_aside(tmp_path: Pa
 
 def test_malformed_line_is_quarantined_with_its_line_number(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
-    write_csv(raw, "2011-01-10.csv", [
-        "536400,71053,WHITE METAL LANTERN,1,2011-01-10 10:00:00,3.39,12345.0,France",
-        "536401,71053,BROKEN,1,2011-01-10 10:00:00",
-        "536402,71053,WHITE METAL LANTERN,2,2011-01-10 10:05:00,3.39,12345.0,France",
-    ])
+    write_csv(
+        raw,
+        "2011-01-10.csv",
+        [
+            "536400,71053,WHITE METAL LANTERN,1,2011-01-10 10:00:00,3.39,12345.0,France",
+            "536401,71053,BROKEN,1,2011-01-10 10:00:00",
+            "536402,71053,WHITE METAL LANTERN,2,2011-01-10 10:05:00,3.39,12345.0,France",
+        ],
+    )
     paths = Paths(tmp_path / "data")
     report = ingest(raw, paths)
     assert (report.rows_read, report.rows_loaded, report.rows_set_aside) == (3, 2, 1)
@@ -155,8 +200,12 @@ def test_malformed_line_is_quarantined_with_its_line_number(tmp_path: Path) -> N
 
 def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
-    write_csv(raw, "2011-01-10.csv", ["536400,71053,LANTERN,1,2011-01-10 10:00:00,3.39,France"],
-              header="InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,Country\n")
+    write_csv(
+        raw,
+        "2011-01-10.csv",
+        ["536400,71053,LANTERN,1,2011-01-10 10:00:00,3.39,France"],
+        header="InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,Country\n",
+    )
     with pytest.raises(IngestError, match=r"2011-01-10\.csv: line 1: missing column.*CustomerID"):
         ingest(raw, Paths(tmp_path / "data"))
 
@@ -175,9 +224,13 @@ def test_other_encoding_fails_before_anything_is_written(tmp_path: Path) -> None
     """A Latin-1 file among good ones stops the run naming its line, and no partial
     output is left behind."""
     raw = tmp_path / "raw"
-    write_csv(raw, "2011-01-10.csv", [
-        "536400,71053,WHITE METAL LANTERN,1,2011-01-10 10:00:00,3.39,12345.0,France",
-    ])
+    write_csv(
+        raw,
+        "2011-01-10.csv",
+        [
+            "536400,71053,WHITE METAL LANTERN,1,2011-01-10 10:00:00,3.39,12345.0,France",
+        ],
+    )
     bad = raw / "2011-01-11.csv"
     bad.write_bytes(
         (HEADER + "536401,71053,LANTERN,1,2011-01-11 10:00:00,3.39,12345.0,France\n").encode()
@@ -190,7 +243,9 @@ def test_other_encoding_fails_before_anything_is_written(tmp_path: Path) -> None
     assert not (data / "ingest_manifest.json").exists()
 
 
-def test_rerun_is_idempotent_and_a_new_day_appends_alone(real_log_slice: Path, tmp_path: Path) -> None:
+def test_rerun_is_idempotent_and_a_new_day_appends_alone(
+    real_log_slice: Path, tmp_path: Path
+) -> None:
     raw = tmp_path / "raw"
     raw.mkdir()
     days = sorted(real_log_slice.glob("*.csv"))
@@ -221,10 +276,30 @@ def test_xlsx_workbook_is_accepted(tmp_path: Path) -> None:
     book = Workbook()
     sheet = book.active
     sheet.append(HEADER.strip().split(","))
-    sheet.append(["536365", "85123A", "HEART", 6, datetime(2011, 6, 1, 8, 26), 2.55, 17850.0,
-                  "United Kingdom"])
-    sheet.append(["C536366", "85123A", "HEART", -1, datetime(2011, 6, 2, 8, 26), 2.55, 17850.0,
-                  "United Kingdom"])
+    sheet.append(
+        [
+            "536365",
+            "85123A",
+            "HEART",
+            6,
+            datetime(2011, 6, 1, 8, 26),
+            2.55,
+            17850.0,
+            "United Kingdom",
+        ]
+    )
+    sheet.append(
+        [
+            "C536366",
+            "85123A",
+            "HEART",
+            -1,
+            datetime(2011, 6, 2, 8, 26),
+            2.55,
+            17850.0,
+            "United Kingdom",
+        ]
+    )
     path = tmp_path / "Online Retail.xlsx"
     book.save(path)
     paths = Paths(tmp_path / "data")
