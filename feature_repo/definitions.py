@@ -13,6 +13,7 @@ service. The next ``feast apply`` and training pick it up.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Float64, Int64, PrimitiveFeastType, String
@@ -35,7 +36,7 @@ def _dtype(name: str) -> PrimitiveFeastType:
     return Int64
 
 
-def build_definitions(settings: Settings) -> dict[str, object]:
+def build_definitions(settings: Settings) -> dict[str, Any]:
     """Every Feast object, with file sources under ``settings.paths``, keyed by name."""
     paths = settings.paths
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 USER_CANCEL_PRIOR_LINES = 10.0
 ITEM_CANCEL_PRIOR_LINES = 20.0
 
-_SESSION_SCHEMA = {
+_SESSION_SCHEMA: dict[str, Any] = {
     S.SESSION_ID: pl.String,
     S.ITEM_ID: pl.String,
     S.EVENT_TYPE: pl.String,
@@ -43,9 +44,7 @@ _SESSION_SCHEMA = {
 }
 
 
-def check_columns(
-    frame: pl.DataFrame | pl.LazyFrame, required: dict[str, pl.DataType | type]
-) -> None:
+def check_columns(frame: pl.DataFrame | pl.LazyFrame, required: dict[str, Any]) -> None:
     """Raise :class:`SchemaError` naming every missing column or wrong dtype."""
     actual = frame.collect_schema() if isinstance(frame, pl.LazyFrame) else frame.schema
     problems = []
@@ -300,7 +299,7 @@ def compute_feature_tables(
         WHERE w.d > w.first_d
         ORDER BY event_timestamp, user_id
     """
-    user = pl.from_arrow(con.sql(user_sql).to_arrow_table())
+    user = pl.DataFrame(con.sql(user_sql).to_arrow_table())
 
     # 3. Item features.
     _distinct_windows(con, S.ITEM_ID, S.USER_ID, "item_distinct")
@@ -349,7 +348,7 @@ def compute_feature_tables(
         WHERE w.d > w.first_d
         ORDER BY event_timestamp, item_id
     """
-    item = pl.from_arrow(con.sql(item_sql).to_arrow_table())
+    item = pl.DataFrame(con.sql(item_sql).to_arrow_table())
     con.close()
 
     # 4. Session features, with the same code the service runs on a guest's basket.

@@ -542,7 +542,8 @@ def ingest(raw_path: Path, paths: Paths, *, progress: bool = False) -> IngestRep
             for table in ("events", "quarantine"):
                 root = getattr(paths, table)
                 for name in changed:
-                    for day in manifest.get(name, {}).get("days", []):  # type: ignore[union-attr]
+                    old_days: list[str] = manifest.get(name, {}).get("days", [])  # type: ignore[assignment]
+                    for day in old_days:
                         shutil.rmtree(root / f"{S.DAY}={day}", ignore_errors=True)
                 for part in sorted((staging / table).glob(f"{S.DAY}=*")):
                     target = root / part.name

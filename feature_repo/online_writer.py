@@ -62,6 +62,7 @@ def latest_rows(frame: pl.LazyFrame, join_key: str, start: datetime, end: dateti
 def write_view(store: FeatureStore, view: FeatureView, start: datetime, end: datetime) -> int:
     """Write the latest row of each entity of ``view`` in ``[start, end)`` to Redis."""
     import redis
+    from feast import FileSource
     from feast.infra.key_encoding_utils import serialize_entity_key
     from feast.infra.online_stores.helpers import _mmh3
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
@@ -76,7 +77,10 @@ def write_view(store: FeatureStore, view: FeatureView, start: datetime, end: dat
         )
     (join_key,) = [e.name for e in view.entity_columns]
     features = [f.name for f in view.features]
-    path = view.batch_source.path
+    source = view.batch_source
+    if not isinstance(source, FileSource):
+        raise ValueError(f"feature view {view.name!r} does not read a file source.")
+    path = source.path
     rows = latest_rows(pl.scan_parquet(path), join_key, start, end)
 
     # Column by column: each value's protobuf bytes, and each entity's Redis key.
@@ -117,7 +121,7 @@ def write_view(store: FeatureStore, view: FeatureView, start: datetime, end: dat
             mapping: dict[bytes, bytes] = {ts_field: stamps[i]}
             for field, column in zip(fields, columns, strict=True):
                 mapping[field] = column[i]
-            pipe.hset(key, mapping=mapping)
+            pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
             if i % BATCH_ROWS == BATCH_ROWS - 1:
                 pipe.execute()
         pipe.execute()
