@@ -11,4 +11,10 @@ import feature_repo  # noqa: F401  (switches library telemetry off before anythi
 # therefore uses one BLAS thread.
 from threadpoolctl import threadpool_limits as _threadpool_limits
 
-_threadpool_limits(limits=1, user_api="blas")
+
+def limit_blas_threads() -> None:
+    """One thread for every BLAS loaded so far (SciPy brings its own OpenBLAS later)."""
+    _threadpool_limits(limits=1, user_api="blas")
+
+
+limit_blas_threads()

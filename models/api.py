@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from feature_repo.errors import NotFoundError
+from models import limit_blas_threads
 from models.blend import Blender, Candidates
 from models.data import check_id
 from models.ranker import XGBRankerModel
@@ -295,6 +296,7 @@ def load_recommender(
         recommender: Recommender = pickle.load(handle)
     recommender.model_version = str(model.tag)
     recommender.lineage = dict(model.info.metadata)
+    limit_blas_threads()
     return recommender
 
 

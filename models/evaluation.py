@@ -158,14 +158,17 @@ def evaluate_lists(
 
 
 def evaluate(
-    lists_by_setting: Mapping[str, Mapping[str, Lists]], rel: Relevance
+    lists_by_setting: Mapping[str, Mapping[str, Lists]],
+    rel: Relevance,
+    users: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Every figure: ``{setting: {segment: {list name: {metric: value}}}}``.
 
     ``lists_by_setting[setting][name]`` holds each user's list for that setting (the
     ``new`` lists are normally built with the user's past items excluded already).
+    ``users`` defaults to every user with a purchase in the window.
     """
-    users = rel.users
+    users = rel.users if users is None else sorted(users)
     unseen = [u for u in users if u in rel.unseen]
     out: dict[str, Any] = {}
     for setting, by_name in lists_by_setting.items():

@@ -34,6 +34,7 @@ import scipy.sparse as sp
 
 from feature_repo import schema as S
 from feature_repo.errors import NotFittedError, SchemaError
+from models import limit_blas_threads
 from models.data import (
     BUYER,
     IdIndex,
@@ -108,6 +109,7 @@ class Retriever(ABC):
         self.cutoff_: datetime = as_utc(cutoff) if cutoff is not None else last
         self.n_unknown_items_ = 0
         self._fit(events, items)
+        limit_blas_threads()
         logger.debug("%s fitted in %.2f s", self.name, time.perf_counter() - start)
         return self
 

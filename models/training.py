@@ -458,7 +458,7 @@ def run_training(
         recommender, baseline, events, store=store, config=config, split=split,
         users=users, past=rel.past,
     )
-    results = evaluate(lists, rel)
+    results = evaluate(lists, rel, users)
     table = format_table(results)
 
     # Step 5: reports and the model store.
