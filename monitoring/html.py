@@ -259,15 +259,16 @@ def evidently_fragment(snapshot: Any, dom_id: str) -> tuple[str, str]:
             "renders pages differently from the pinned version (see constraints.txt)."
         )
     info, graphs = match.group("info"), match.group("graphs")
+    var = re.sub(r"[^A-Za-z0-9_]", "_", dom_id)
     # Keep "</script>" inside the data from closing the element.
     info = info.replace("</", "<\\/")
     graphs = graphs.replace("</", "<\\/")
     markup = (
         f'<div class="evidently" id="{dom_id}"></div>\n'
-        f"<script>var data_{dom_id} = {info};\nvar graphs_{dom_id} = {graphs};</script>"
+        f"<script>var data_{var} = {info};\nvar graphs_{var} = {graphs};</script>"
     )
     draw = (
-        f"window.drawDashboard(data_{dom_id}, new Map(Object.entries(graphs_{dom_id})), "
+        f"window.drawDashboard(data_{var}, new Map(Object.entries(graphs_{var})), "
         f'"{dom_id}");'
     )
     return markup, draw
