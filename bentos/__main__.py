@@ -73,11 +73,11 @@ def _check_model(version: str | None) -> str:
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from bentos.config import load_serve_config
-    from bentos.process import TELEMETRY_OFF, serve_command
+    from bentos.process import SINGLE_THREAD, TELEMETRY_OFF, serve_command
 
     config = load_serve_config(settings)
     version = _check_model(args.model_version or config.model_version)
-    env = {**os.environ, **TELEMETRY_OFF, "SHELFWISE_MODEL_VERSION": version}
+    env = {**SINGLE_THREAD, **os.environ, **TELEMETRY_OFF, "SHELFWISE_MODEL_VERSION": version}
     print(f"serving model {version} on http://{args.host}:{args.port}", flush=True)
     os.chdir(PROJECT_ROOT)
     os.execvpe(sys.executable, serve_command(args.port, host=args.host), env)

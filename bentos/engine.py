@@ -37,6 +37,7 @@ from bentos.schemas import (
     SimilarItemsRequest,
     SimilarItemsResponse,
 )
+from bentos.scoring import FastScorer, rank_order
 from feature_repo import schema as S
 from feature_repo.errors import ConfigError, NotFoundError
 from feature_repo.timesplit import midnight_utc
@@ -55,6 +56,7 @@ STAGES: tuple[str, ...] = (
     "session_features",
     "rank",
     "diversity",
+    "explain",
     "fallback",
     "audit",
     "total",
@@ -166,6 +168,13 @@ class RecommendationEngine:
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         self.embeddings = matrix / np.where(norms > 0, norms, 1.0)
         self.embedding_row = {str(i): n for n, i in enumerate(ids)}
+
+        # The ranker's booster, read directly (scores for all, explanations for the shown).
+        try:
+            self.scorer: FastScorer | None = FastScorer(recommender)
+        except AttributeError as exc:
+            logger.warning("no direct access to the ranker (%s): using Recommender.rank", exc)
+            self.scorer = None
 
         # Purchases by user and item, for the time-aware business rules.
         self.index = index if index is not None else PurchaseIndex.from_events(settings.paths)
@@ -470,16 +479,27 @@ class RecommendationEngine:
                     self.session_features(basket, country=request.country, when=as_of)
                 )
 
-        # XGBoost scores and each feature's contribution to them.
+        # XGBoost scores of every candidate, best first.
+        contributions: list[list[tuple[str, float]]] | None = None
         with timer.stage("rank"):
-            ranked_ids, scores, contributions = self.recommender.rank(
-                candidates,
-                user_id=user_id,
-                user_features=user_features,
-                item_features=item_features,
-            )
-            ranked_ids = [str(i) for i in ranked_ids]
-            scores = np.asarray(scores, dtype=np.float64)
+            if self.scorer is not None:
+                matrix = self.scorer.matrix(
+                    candidates.features, user_features=user_features, item_features=item_features
+                )
+                raw = self.scorer.scores(matrix)
+                order = rank_order(ids, raw)
+                ranked_ids = [ids[j] for j in order]
+                scores = raw[order]
+                matrix = matrix[order]
+            else:
+                ranked, raw_scores, contributions = self.recommender.rank(
+                    candidates,
+                    user_id=user_id,
+                    user_features=user_features,
+                    item_features=item_features,
+                )
+                ranked_ids = [str(i) for i in ranked]
+                scores = np.asarray(raw_scores, dtype=np.float64)
 
         # Diversity: MMR over title embeddings among the best-scored candidates.
         with timer.stage("diversity"):
@@ -489,13 +509,20 @@ class RecommendationEngine:
                 emb = self.embeddings[np.asarray(rows, dtype=np.int64)]
             else:
                 emb = None
-            order = mmr(scores[:pool], emb, request.k, weight=cfg.mmr_lambda)
+            chosen = mmr(scores[:pool], emb, request.k, weight=cfg.mmr_lambda)
+
+        # Explanations: each shown item's largest feature contributions (TreeSHAP).
+        with timer.stage("explain"):
+            if contributions is None and self.scorer is not None:
+                shown = self.scorer.contributions(matrix[chosen], top=cfg.explain_top)
+            else:
+                shown = [(contributions or [])[j] for j in chosen]
             source_of = {
                 str(i): s for i, s in zip(candidates.item_ids, candidates.sources, strict=True)
             }
             items = []
-            for rank, j in enumerate(order, start=1):
-                text, pairs = explain(contributions[j], cfg.explain_top)
+            for rank, (j, contribution) in enumerate(zip(chosen, shown, strict=True), start=1):
+                text, pairs = explain(contribution, cfg.explain_top)
                 items.append(
                     RecommendedItem(
                         item_id=ranked_ids[j],
@@ -516,9 +543,11 @@ class RecommendationEngine:
         request_id = uuid.uuid4().hex
         item_id = request.item_id
         if item_id not in self.titles or is_non_product(item_id):
-            raise NotFoundError(
+            error = NotFoundError(
                 f"item_id={item_id!r} is not in the catalogue of model {self.model_version}."
             )
+            error.field = "item_id"  # type: ignore[attr-defined]
+            raise error
         with timer.stage("candidates"):
             ids, scores, sources = self.recommender.similar_items(item_id, request.k + 20)
         ids = [str(i) for i in ids]

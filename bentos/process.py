@@ -25,6 +25,9 @@ TELEMETRY_OFF = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
 }
+# One thread per library in a worker: on two cores the HTTP server, the worker and the load
+# share the CPUs, and idle OpenMP/BLAS threads spinning cost more than they save.
+SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def free_port() -> int:
@@ -62,7 +65,7 @@ class ServiceProcess:
         log_path: Path | None = None,
     ) -> None:
         self.port = port or free_port()
-        self.env = {**os.environ, **TELEMETRY_OFF, **(env or {})}
+        self.env = {**SINGLE_THREAD, **os.environ, **TELEMETRY_OFF, **(env or {})}
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -51,6 +51,7 @@ class PurchaseIndex:
     user_items: dict[str, tuple[np.ndarray, np.ndarray]]
     item_sales: dict[str, np.ndarray]
     data_end: datetime | None
+    _memo: dict[tuple[int, int], dict[str, bool]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def empty(cls) -> PurchaseIndex:
@@ -113,19 +114,30 @@ class PurchaseIndex:
         """Boolean mask: sold at least once in ``[as_of - days, as_of)``.
 
         Items the index has never seen count as available, so an empty index (no events
-        table) disables the rule instead of hiding everything.
+        table) disables the rule instead of hiding everything. Answers are memoised per
+        item and request time rounded down to the second.
         """
         if not self.item_sales:
             return np.ones(len(item_ids), dtype=bool)
         end = _seconds(as_of)
         start = end - days * 86400
+        memo = self._memo.get((end, days))
+        if memo is None:
+            if len(self._memo) > 64:
+                self._memo.clear()
+            memo = self._memo[(end, days)] = {}
         mask = np.ones(len(item_ids), dtype=bool)
         for i, item_id in enumerate(item_ids):
-            sales = self.item_sales.get(item_id)
-            if sales is None:
-                continue
-            hi = np.searchsorted(sales, end, side="left")
-            mask[i] = hi > 0 and sales[hi - 1] >= start
+            known = memo.get(item_id)
+            if known is None:
+                sales = self.item_sales.get(item_id)
+                if sales is None:
+                    known = True
+                else:
+                    hi = int(np.searchsorted(sales, end, side="left"))
+                    known = bool(hi > 0 and sales[hi - 1] >= start)
+                memo[item_id] = known
+            mask[i] = known
         return mask
 
 

@@ -30,7 +30,7 @@ from bentos.schemas import (
     SimilarItemsRequest,
     SimilarItemsResponse,
 )
-from feature_repo.errors import ShelfwiseError
+from feature_repo.errors import ShelfwiseError, StoreUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +145,14 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
     return replay
 
 
+def _unexpected(endpoint: str) -> Any:
+    """A bug must not surface as a bare 500: log it, answer 503 with a request to retry."""
+    logger.exception("unexpected error in %s", endpoint)
+    return _json_error(
+        StoreUnavailableError(f"{endpoint} failed unexpectedly; the error is logged, retry later")
+    )
+
+
 def _json_error(exc: ShelfwiseError) -> Any:
     from starlette.responses import Response
 
@@ -171,9 +179,8 @@ class Shelfwise:
     """Recommendations for customers and guest baskets, from the Redis online store."""
 
     def __init__(self) -> None:
-        from models.api import load_recommender
-
         from feature_repo.store import get_store
+        from models.api import load_recommender
 
         config = load_serve_config()
         version = config.model_version
@@ -234,16 +241,26 @@ class Shelfwise:
         except ShelfwiseError as exc:
             ctx.response.status_code = exc.http_status
             return _json_error(exc)  # type: ignore[no-any-return]
+        except Exception:
+            ctx.response.status_code = StoreUnavailableError.http_status
+            return _unexpected("similar_items")  # type: ignore[no-any-return]
+
+    def _set_opt_out(self, user_id: str, ctx: bentoml.Context, *, opted_out: bool) -> Any:
+        try:
+            return self.engine.set_opt_out(user_id, opted_out=opted_out)
+        except OSError:
+            ctx.response.status_code = StoreUnavailableError.http_status
+            return _unexpected("opt_out" if opted_out else "opt_in")
 
     @bentoml.api(route="/opt_out")
-    def opt_out(self, request: OptOutRequest, /) -> OptOutResponse:
+    def opt_out(self, request: OptOutRequest, /, ctx: bentoml.Context) -> OptOutResponse:
         """From now on, ``user_id`` gets non-personalised answers (kept on disk)."""
-        return self.engine.set_opt_out(request.user_id, opted_out=True)
+        return self._set_opt_out(request.user_id, ctx, opted_out=True)  # type: ignore[no-any-return]
 
     @bentoml.api(route="/opt_in")
-    def opt_in(self, request: OptOutRequest, /) -> OptOutResponse:
+    def opt_in(self, request: OptOutRequest, /, ctx: bentoml.Context) -> OptOutResponse:
         """Undo an opt-out: personalised answers again."""
-        return self.engine.set_opt_out(request.user_id, opted_out=False)
+        return self._set_opt_out(request.user_id, ctx, opted_out=False)  # type: ignore[no-any-return]
 
 
 Shelfwise.add_asgi_middleware(BodyLimitMiddleware, max_bytes=_CONFIG.max_body_bytes)

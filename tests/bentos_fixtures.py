@@ -9,6 +9,7 @@ loopback port. Built once per test session.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from tests.conftest import REAL_RAW_DIR
 
 # About four months: enough for a training, a validation and a test window of four weeks.
 FIRST_DAY = "2011-08-01"
+TITLE_CACHE = "title_embeddings.npz"
 
 
 @dataclass
@@ -75,6 +77,13 @@ def build_env(root: Path) -> ServingEnv:
         raw_dir=raw, data_dir=root / "data", redis_url=redis_proc.url, project="t_serving"
     )
     build_features(settings)
+
+    # Title vectors are cached by title hash; reuse those `make train` computed, if any.
+    cached = load_settings().paths.models / "cache" / TITLE_CACHE
+    if cached.exists():
+        target = settings.paths.models / "cache"
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(cached, target / TITLE_CACHE)
     bentoml_home = root / "bentoml"
     started = time.perf_counter()
     tag = train(
