@@ -27,7 +27,7 @@ def grade_labels(counts: np.ndarray | Sequence[float], *, max_grade: int = MAX_G
     """Purchase counts mapped to grades ``0..max_grade`` (counts above are capped)."""
     values = np.asarray(counts, dtype=np.float64)
     if np.any(values < 0) or not np.all(np.isfinite(values)):
-        bad = values[(values < 0) | ~np.isfinite(values)][0]
+        bad = float(values[(values < 0) | ~np.isfinite(values)][0])
         raise SchemaError(f"purchase count {bad!r}; the rule is a finite count >= 0.")
     return np.minimum(np.floor(values), max_grade).astype(np.int32)
 
@@ -42,7 +42,7 @@ def check_labels(labels: np.ndarray) -> np.ndarray:
     if wrong.any():
         row = int(np.flatnonzero(wrong)[0])
         raise SchemaError(
-            f"label {values[row]!r} at row {row} breaks the rule: rank:ndcg labels are "
+            f"label {values[row].item()!r} at row {row} breaks the rule: rank:ndcg labels are "
             f"integer grades 0..{MAX_LABEL}.\nHint: map purchase counts with grade_labels()."
         )
     return as_float.astype(np.int32)

@@ -259,6 +259,9 @@ def training_block(
     retrievers = fit_retrievers(events, cutoff, items, cache_dir=cache_dir, seed=config.seed)
     blender = make_blender(events, cutoff, retrievers)
     users = sample(buyers_in(events, cutoff, end), config.max_users_per_cutoff, config.seed)
+    if not users:
+        logger.warning("cut-off %s: nobody bought in [%s, %s); no rows", cutoff.date(), cutoff, end)
+        return pd.DataFrame()
     rows, _ = candidate_rows(
         blender,
         users,
@@ -415,8 +418,14 @@ def run_training(
             events, items, cutoff, cutoff + step, store=store, config=config,
             qid_offset=offset, cache_dir=cache_dir,
         )
-        offset += int(block[QID].max()) + 1 if len(block) else 0
-        blocks.append(block)
+        if len(block):
+            offset = int(block[QID].max()) + 1
+            blocks.append(block)
+    if not blocks:
+        raise SchemaError(
+            f"no training rows: nobody bought in the label windows after {train_cutoffs}.\n"
+            "Hint: use a longer log or longer label windows (label_days)."
+        )
     train_rows = pd.concat(blocks, ignore_index=True)
     valid_rows = training_block(
         events, items, split.valid_start, split.valid_end, store=store, config=config,
