@@ -267,10 +267,7 @@ def evidently_fragment(snapshot: Any, dom_id: str) -> tuple[str, str]:
         f'<div class="evidently" id="{dom_id}"></div>\n'
         f"<script>var data_{var} = {info};\nvar graphs_{var} = {graphs};</script>"
     )
-    draw = (
-        f"window.drawDashboard(data_{var}, new Map(Object.entries(graphs_{var})), "
-        f'"{dom_id}");'
-    )
+    draw = f'window.drawDashboard(data_{var}, new Map(Object.entries(graphs_{var})), "{dom_id}");'
     return markup, draw
 
 
@@ -312,12 +309,11 @@ def _drift_section(result: DriftResult | None, what: str) -> str:
         parts.append(note(f"{what}: {result.note}"))
     parts.append(
         "<p>"
-        + "; ".join(
-            f"{part}: {ref:,} reference and {cur:,} current rows"
+        + "".join(
+            f"{part}: {ref:,} reference and {cur:,} current rows; "
             for part, (ref, cur) in result.row_counts.items()
         )
-        + "; "
-        f"{len(result.columns)} column(s) assessed, {result.n_drifted} drifted"
+        + f"{len(result.columns)} column(s) assessed, {result.n_drifted} drifted"
         + (f" (share {result.drift_share:.0%})" if result.drift_share is not None else "")
         + f", {len(result.flagged_columns())} flagged.</p>"
     )

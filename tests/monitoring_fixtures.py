@@ -262,7 +262,7 @@ def page_requests(net_log: Path) -> list[str]:
             continue
         params = event.get("params", {})
         url = str(params.get("url", ""))
-        if url.split(":", 1)[0] in ("file", "data", "blob", "about", "chrome"):
+        if not url or url.split(":", 1)[0] in ("file", "data", "blob", "about", "chrome"):
             continue
         if params.get("initiator") == "not an origin":
             continue
