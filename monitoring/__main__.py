@@ -3,7 +3,9 @@
 Commands
 --------
 drift     compare a reference window with a current one, write the report and the JSON
-          summary, print the retraining decision; exits 0 whatever the decision
+          summary, print the retraining decision; exits 0 whatever the decision. Without
+          windows it also writes the two example reports when the log covers them
+          (``--no-examples`` skips them)
 check     the same run, but exits 1 when retraining is due, 3 when nothing could be
           assessed, 0 otherwise (``--latest`` reads the newest summary instead)
 examples  write the two example reports: the Christmas season against the spring
@@ -127,7 +129,31 @@ def _print_run(run: object) -> None:
     print(f"  summary  {run.json_path}")
 
 
+def _examples_in_log(args: argparse.Namespace) -> list[tuple[str, Window, Window]]:
+    """The examples whose windows lie inside the ingested log."""
+    from monitoring.windows import log_span
+
+    span = log_span(_settings(args).paths)
+    found = []
+    for name, (ref_start, ref_end, cur_start, cur_end) in EXAMPLES.items():
+        reference = Window(parse_day(ref_start), parse_day(ref_end))
+        current = Window(parse_day(cur_start), parse_day(cur_end))
+        if span.start <= reference.start and current.end <= span.end:
+            found.append((name, reference, current))
+    return found
+
+
 def cmd_drift(args: argparse.Namespace) -> int:
+    defaults = not (args.reference or args.current)
+    examples = _examples_in_log(args) if defaults and not args.no_examples else []
+    for name, reference, current in examples:
+        print(
+            f"\nexample {name!r}: {reference.label()} against {current.label()}",
+            file=sys.stderr,
+            flush=True,
+        )
+        example = _run(args, name=name, reference=reference, current=current)
+        _print_run(example)
     run = _run(args)
     _print_run(run)
     return 0
@@ -221,7 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("--name", default="drift", help="name of the report")
 
-    common(commands.add_parser("drift", help="write a drift report, print the decision"))
+    drift = commands.add_parser("drift", help="write a drift report, print the decision")
+    common(drift)
+    drift.add_argument(
+        "--no-examples", action="store_true", help="without windows, skip the two example reports"
+    )
     check = commands.add_parser("check", help="exit 1 when retraining is due")
     common(check)
     check.add_argument(
