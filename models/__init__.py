@@ -3,13 +3,13 @@ and the stored recommender that serving loads (see :mod:`models.api`)."""
 
 from __future__ import annotations
 
-import feature_repo  # noqa: F401  (switches library telemetry off before anything loads)
-
 # Requests score one small vector against the catalogue; on a 2-core machine OpenBLAS's
 # thread pool makes such a product 10-20x slower (about 15 ms instead of under 1 ms), and
 # implicit's ALS asks for a single BLAS thread too. Every process that imports the models
 # therefore uses one BLAS thread.
 from threadpoolctl import threadpool_limits as _threadpool_limits
+
+import feature_repo  # noqa: F401  (switches library telemetry off before anything loads)
 
 
 def limit_blas_threads() -> None:

@@ -26,8 +26,17 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("feast", "urllib3", "httpx", "numba", "matplotlib", "sentence_transformers",
-                  "filelock", "bentoml", "implicit"):
+    for noisy in (
+        "feast",
+        "urllib3",
+        "httpx",
+        "numba",
+        "matplotlib",
+        "sentence_transformers",
+        "filelock",
+        "bentoml",
+        "implicit",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -67,20 +76,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"the store's model is {recommender.model_version}"
         )
     print(format_table(payload["results"]))
-    print(f"\nmodel: {payload.get('model_version')}  "
-          f"feature service: {recommender.feature_service}  cut-off: {recommender.cutoff}")
+    print(
+        f"\nmodel: {payload.get('model_version')}  "
+        f"feature service: {recommender.feature_service}  cut-off: {recommender.cutoff}"
+    )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m models",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="fit, evaluate, store")
     train.add_argument("--n-candidates", type=int, default=200)
     train.add_argument("--cutoffs", type=int, default=3, help="training cut-offs")
-    train.add_argument("--users", type=int, default=1500, help="users per cut-off (0: all)")
+    train.add_argument("--users", type=int, default=1000, help="users per cut-off (0: all)")
     train.add_argument("--eval-users", type=int, default=0, help="test users (0: all)")
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--no-progress", action="store_true")

@@ -7,8 +7,11 @@ ranker's online features through the feature service recorded there
 
 Additions to the agreed interface (nothing removed or renamed): :class:`Candidates`
 carries ``policy`` (which cold-start branch answered: ``personalised``, ``session`` or
-``popularity``) and ``n_unknown_items`` (basket ids skipped); :class:`Recommender` has
-``lineage`` (the stored metadata) and ``cutoff``.
+``popularity``), ``n_unknown_items`` (basket ids skipped), ``new_items_only`` and
+``proposals`` (each retriever's own list); :meth:`Recommender.candidates` takes an optional keyword
+``new_items_only`` (leave out the user's past items; :meth:`Recommender.rank` then uses a
+ranker trained on items new to the user); :class:`Recommender` has ``lineage`` (the
+stored metadata), ``cutoff`` and ``ranker_new``.
 """
 
 from __future__ import annotations
@@ -57,6 +60,9 @@ class Recommender:
         Online features the ranker needs, per entity, as the service listed them.
     cutoff
         The instant the retrievers were fitted up to.
+    ranker_new
+        Optional ranker trained on items new to the user, used for candidates built with
+        ``new_items_only=True``.
     """
 
     model_version: str = ""
@@ -71,9 +77,11 @@ class Recommender:
         user_feature_names: Sequence[str],
         item_feature_names: Sequence[str],
         cutoff: datetime,
+        ranker_new: XGBRankerModel | None = None,
     ) -> None:
         self.blender = blender
         self.ranker = ranker
+        self.ranker_new = ranker_new
         self.feature_service = feature_service
         self.user_feature_names = list(user_feature_names)
         self.item_feature_names = list(item_feature_names)
@@ -94,24 +102,33 @@ class Recommender:
         country: str | None = None,
         n_candidates: int = 200,
         exclude: Collection[str] = (),
+        new_items_only: bool = False,
     ) -> Candidates:
-        """Blended candidates (see :mod:`models.blend` for the cold-start policy)."""
+        """Blended candidates (see :mod:`models.blend` for the cold-start policy).
+
+        ``new_items_only`` leaves out the user's past items; :meth:`rank` then uses the
+        ranker trained on new items when the model has one.
+        """
         return self.blender.candidates(
             user_id=user_id,
             session_items=session_items,
             country=country,
             n_candidates=n_candidates,
             exclude=exclude,
+            new_items_only=new_items_only,
         )
+
+    def ranker_for(self, candidates: Candidates) -> XGBRankerModel:
+        if candidates.new_items_only and self.ranker_new is not None:
+            return self.ranker_new
+        return self.ranker
 
     def popular(self, k: int, *, country: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The non-personalised fallback: the ``k`` most popular items (of ``country``)."""
         popularity = self.blender.retrievers["popularity"]
         return popularity.recommend(None, country=country, n_candidates=k)
 
-    def similar_items(
-        self, item_id: str, k: int
-    ) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+    def similar_items(self, item_id: str, k: int) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
         """Items bought with ``item_id`` and items with similar titles, best first.
 
         Raises
@@ -129,7 +146,10 @@ class Recommender:
                 ids, scores = retriever.recommend(
                     None, session_items=[item_id], n_candidates=k + 1, exclude=[item_id]
                 )
-                proposals[name] = (ids, scores / scores[0] if len(scores) and scores[0] > 0 else scores)
+                proposals[name] = (
+                    ids,
+                    scores / scores[0] if len(scores) and scores[0] > 0 else scores,
+                )
         merged: dict[str, float] = {}
         sources: dict[str, list[str]] = {}
         for name, (ids, scores) in proposals.items():
@@ -205,18 +225,21 @@ class Recommender:
         frame = self.feature_frame(
             candidates, user_features=user_features, item_features=item_features
         )
-        contribs = self.ranker.contributions(frame)
+        ranker = self.ranker_for(candidates)
+        contribs = ranker.contributions(frame)
         scores = contribs.sum(axis=1)
         order = np.lexsort((candidates.item_ids.astype(str), -scores))
-        names = self.ranker.feature_names_
+        names = ranker.feature_names_
         top = np.argsort(-np.abs(contribs[:, :-1]), axis=1)[:, :N_CONTRIBUTIONS]
         explanations = [
             [(names[j], float(contribs[row, j])) for j in top[row]] for row in order.tolist()
         ]
         return candidates.item_ids[order], scores[order].astype(np.float64), explanations
 
-    def score(self, frame: pd.DataFrame) -> np.ndarray:
+    def score(self, frame: pd.DataFrame, *, new_items_only: bool = False) -> np.ndarray:
         """Ranker scores of prepared feature rows (for batch evaluation)."""
+        if new_items_only and self.ranker_new is not None:
+            return self.ranker_new.predict(frame)
         return self.ranker.predict(frame)
 
 
@@ -247,7 +270,10 @@ def bentoml_store(home: Path) -> Any:
 
 
 def save_recommender(
-    recommender: Recommender, *, metadata: Mapping[str, Any], labels: Mapping[str, str],
+    recommender: Recommender,
+    *,
+    metadata: Mapping[str, Any],
+    labels: Mapping[str, str],
     bentoml_home: Path,
 ) -> str:
     """Store ``recommender`` with its lineage in the BentoML model store; return the tag."""
@@ -308,4 +334,3 @@ def train(settings: Settings, **options: Any) -> str:
     from models.training import run_training
 
     return run_training(settings, **options).tag
-

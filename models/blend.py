@@ -89,13 +89,21 @@ class Candidates:
     policy
         Which cold-start branch served the request: ``personalised``, ``session`` or
         ``popularity``.
+    n_unknown_items
+        Basket ids no retriever knows (skipped).
+    new_items_only
+        Whether the user's past items were left out (ranked by the new-items ranker).
+    proposals
+        Each asked retriever's own ``(item_ids, scores)``, best first.
     """
 
     item_ids: np.ndarray
     features: pd.DataFrame
     sources: list[list[str]]
     policy: str = PERSONALISED
-    n_unknown_items: int = field(default=0)
+    n_unknown_items: int = 0
+    new_items_only: bool = False
+    proposals: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def score_column(name: str) -> str:
@@ -114,7 +122,9 @@ class UserItemFeatures:
     ``ui_price_ratio`` (item's mean price over the user's median unit price paid).
     """
 
-    def fit(self, events: pl.DataFrame, *, cutoff: datetime, content: ContentRetriever) -> UserItemFeatures:
+    def fit(
+        self, events: pl.DataFrame, *, cutoff: datetime, content: ContentRetriever
+    ) -> UserItemFeatures:
         cutoff = as_utc(cutoff)
         net = net_user_items(events.filter(pl.col(S.EVENT_TIMESTAMP) < cutoff))
         days = (pl.lit(cutoff) - pl.col("last_purchase")).dt.total_seconds() / 86400.0
@@ -140,6 +150,10 @@ class UserItemFeatures:
         )
         self.content_ = content
         return self
+
+    def past_items(self, user_id: str) -> set[str]:
+        """Items the user bought (net of cancellations) before the cut-off."""
+        return set(self.bought_.get(user_id, {}))
 
     def transform(
         self, user_id: str | None, item_ids: np.ndarray, session_pos: np.ndarray
@@ -225,9 +239,7 @@ class Blender:
         return [*names, N_SOURCES, BLEND_SCORE, *USER_ITEM_FEATURES]
 
     def known_user(self, user_id: str) -> bool:
-        return any(
-            r.uses_history and r.known_user(user_id) for r in self.retrievers.values()
-        )
+        return any(r.uses_history and r.known_user(user_id) for r in self.retrievers.values())
 
     def policy(self, user_id: str | None, session_items: Sequence[str]) -> str:
         if user_id is not None and self.known_user(user_id):
@@ -244,10 +256,16 @@ class Blender:
         country: str | None = None,
         n_candidates: int = 200,
         exclude: Collection[str] = (),
+        new_items_only: bool = False,
     ) -> Candidates:
-        """Blend the retrievers' proposals for one request (see the module's policy)."""
+        """Blend the retrievers' proposals for one request (see the module's policy).
+
+        ``new_items_only`` adds the user's past items (net of cancellations) to ``exclude``.
+        """
         if user_id is not None:
             check_id(user_id, name="user_id")
+        if new_items_only and user_id is not None:
+            exclude = set(exclude) | self.user_item.past_items(user_id)
         basket = check_ids(session_items, name="session_items")
         known_basket = [i for i in basket if i in self.catalogue_]
         n_unknown = len(basket) - len(known_basket)
@@ -307,6 +325,8 @@ class Blender:
             sources=[[n for n in proposals if item in ranks[n]] for item in item_ids.tolist()],
             policy=policy,
             n_unknown_items=n_unknown,
+            new_items_only=new_items_only,
+            proposals=proposals,
         )
 
     def _features(

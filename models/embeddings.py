@@ -100,7 +100,9 @@ class TitleEncoder:
         """Vectors of ``titles``, shape ``(len(titles), 384)``, float32, unit length."""
         cache = self._load_cache()
         keys = [title_key(t) for t in titles]
-        missing = sorted({k: t for k, t in zip(keys, titles, strict=True) if k not in cache}.items())
+        missing = sorted(
+            {k: t for k, t in zip(keys, titles, strict=True) if k not in cache}.items()
+        )
         if missing:
             logger.info("Encoding %d titles with MiniLM", len(missing))
             start = time.perf_counter()
@@ -111,9 +113,7 @@ class TitleEncoder:
                 show_progress_bar=self.progress,
                 convert_to_numpy=True,
             )
-            logger.debug(
-                "%d titles encoded in %.1f s", len(missing), time.perf_counter() - start
-            )
+            logger.debug("%d titles encoded in %.1f s", len(missing), time.perf_counter() - start)
             for (key, _), vector in zip(missing, vectors, strict=True):
                 cache[key] = np.asarray(vector, dtype=np.float32)
             self._save_cache()

@@ -99,8 +99,7 @@ def relevance(events: pl.DataFrame, cutoff: datetime, end: datetime) -> Relevanc
     }
     net = net_user_items(history)
     past = {
-        u: set(items)
-        for u, items in net.group_by(S.USER_ID).agg(pl.col(S.ITEM_ID)).iter_rows()
+        u: set(items) for u, items in net.group_by(S.USER_ID).agg(pl.col(S.ITEM_ID)).iter_rows()
     }
     buyers_before = set(
         history.filter(pl.col(S.EVENT_TYPE) == S.PURCHASE)[S.USER_ID].drop_nulls().unique()
@@ -173,7 +172,9 @@ def evaluate(
     out: dict[str, Any] = {}
     for setting, by_name in lists_by_setting.items():
         out[setting] = {
-            SEGMENT_ALL: {n: evaluate_lists(lists, rel, setting, users) for n, lists in by_name.items()},
+            SEGMENT_ALL: {
+                n: evaluate_lists(lists, rel, setting, users) for n, lists in by_name.items()
+            },
             SEGMENT_UNSEEN: {
                 n: evaluate_lists(lists, rel, setting, unseen) for n, lists in by_name.items()
             },

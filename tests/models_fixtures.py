@@ -54,8 +54,10 @@ def make_events(
     for b in range(n_baskets):
         guest = rng.random() < 0.15
         user = None if guest else f"U{rng.integers(n_users):03d}"
-        group = int(rng.integers(len(GROUP_WORDS))) if user is None else int(user[1:]) % len(
-            GROUP_WORDS
+        group = (
+            int(rng.integers(len(GROUP_WORDS)))
+            if user is None
+            else int(user[1:]) % len(GROUP_WORDS)
         )
         size = int(rng.integers(2, 7))
         pool = by_group[group]
@@ -88,9 +90,9 @@ def make_events(
 
 def cancel(events: pl.DataFrame, user_id: str, item_id: str, when: datetime) -> pl.DataFrame:
     """Append a cancellation of everything ``user_id`` bought of ``item_id``."""
-    bought = events.filter(
-        (pl.col(S.USER_ID) == user_id) & (pl.col(S.ITEM_ID) == item_id)
-    )[S.QUANTITY].sum()
+    bought = events.filter((pl.col(S.USER_ID) == user_id) & (pl.col(S.ITEM_ID) == item_id))[
+        S.QUANTITY
+    ].sum()
     row = events.head(1).with_columns(
         pl.lit(user_id).alias(S.USER_ID),
         pl.lit(f"C{user_id}{item_id}").alias(S.SESSION_ID),

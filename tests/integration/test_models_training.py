@@ -79,8 +79,9 @@ def world(real_log_slice: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     }
 
 
-def train(world: dict[str, Any], *, store: Any = None, settings: Settings | None = None,
-          name: str = "run") -> TrainResult:
+def train(
+    world: dict[str, Any], *, store: Any = None, settings: Settings | None = None, name: str = "run"
+) -> TrainResult:
     return run_training(
         settings or world["settings"],
         config=CONFIG,
@@ -113,9 +114,19 @@ def test_training_writes_reports_and_stores_lineage(
     loaded = load_recommender(bentoml_home=world["root"] / "bentoml")
     assert loaded.model_version == first.tag
     lineage = loaded.lineage
-    for key in ("data_fingerprint", "train_cutoffs", "valid_cutoff", "test_cutoff",
-                "feature_service", "feature_service_version", "ranker_params",
-                "retriever_params", "metrics", "library_versions", "seed"):
+    for key in (
+        "data_fingerprint",
+        "train_cutoffs",
+        "valid_cutoff",
+        "test_cutoff",
+        "feature_service",
+        "feature_service_version",
+        "ranker_params",
+        "retriever_params",
+        "metrics",
+        "library_versions",
+        "seed",
+    ):
         assert key in lineage, key
     assert lineage["feature_service"] == S.RANKER_SERVICE == loaded.feature_service
     assert lineage["feature_service_version"] == "1"
@@ -182,16 +193,19 @@ def test_a_registered_feature_flows_into_the_next_training(
     from feature_repo.definitions import build_definitions
 
     # A private copy of the data folder and registry, so other tests keep theirs.
-    settings = Settings(raw_dir=world["settings"].raw_dir, data_dir=tmp_path / "data",
-                        project="t_models_reg")
-    shutil.copytree(world["settings"].data_dir, settings.data_dir,
-                    ignore=shutil.ignore_patterns("feast"))
+    settings = Settings(
+        raw_dir=world["settings"].raw_dir, data_dir=tmp_path / "data", project="t_models_reg"
+    )
+    shutil.copytree(
+        world["settings"].data_dir, settings.data_dir, ignore=shutil.ignore_patterns("feast")
+    )
 
     # The data scientist's change: compute the column, add the field, list it in the service.
     path = settings.paths.feature_table(S.ITEM_VIEW)
     table = pl.read_parquet(path)
     table = table.with_columns(
-        (pl.col("item_units_30d") / (pl.col("item_buyers_30d") + 1)).cast(pl.Float64)
+        (pl.col("item_units_30d") / (pl.col("item_buyers_30d") + 1))
+        .cast(pl.Float64)
         .alias(NEW_FEATURE)
     )
     table.write_parquet(path)

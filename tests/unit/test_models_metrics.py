@@ -49,7 +49,10 @@ def test_new_items_setting_drops_past_items_before_cutting() -> None:
     past = sorted(rel.past[user])
     new = sorted(rel.relevant(user, NEW_ITEMS))
     # A list that starts with ten past items, then one new item.
-    lists = {ALL_ITEMS: {"x": {user: [*past[:10], new[0]]}}, NEW_ITEMS: {"x": {user: [*past[:10], new[0]]}}}
+    lists = {
+        ALL_ITEMS: {"x": {user: [*past[:10], new[0]]}},
+        NEW_ITEMS: {"x": {user: [*past[:10], new[0]]}},
+    }
     results = evaluate(lists, rel, [user])
     assert results[NEW_ITEMS]["all_users"]["x"]["hit_rate@10"] == 1.0
     assert results[NEW_ITEMS]["all_users"]["x"]["ndcg@10"] > 0
@@ -59,8 +62,10 @@ def test_new_items_setting_drops_past_items_before_cutting() -> None:
 def test_unseen_users_form_their_own_segment() -> None:
     events = make_events()
     cutoff = START + timedelta(days=90)
-    newcomer = events.filter(pl.col(S.EVENT_TIMESTAMP) >= cutoff).head(2).with_columns(
-        pl.lit("NEWCOMER").alias(S.USER_ID)
+    newcomer = (
+        events.filter(pl.col(S.EVENT_TIMESTAMP) >= cutoff)
+        .head(2)
+        .with_columns(pl.lit("NEWCOMER").alias(S.USER_ID))
     )
     rel = relevance(pl.concat([events, newcomer]), cutoff, START + timedelta(days=120))
     assert "NEWCOMER" in rel.unseen

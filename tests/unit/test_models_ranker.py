@@ -10,9 +10,9 @@ from feature_repo.errors import NotFittedError, SchemaError
 from models.ranker import MAX_GRADE, XGBRankerModel, check_labels, grade_labels, prepare_queries
 
 
-def make_queries(n_queries: int = 40, per_query: int = 12, seed: int = 0) -> tuple[
-    pd.DataFrame, np.ndarray, np.ndarray
-]:
+def make_queries(
+    n_queries: int = 40, per_query: int = 12, seed: int = 0
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Queries where the label grows with feature ``signal`` (plus noise and a category)."""
     rng = np.random.default_rng(seed)
     n = n_queries * per_query

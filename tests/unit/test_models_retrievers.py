@@ -75,7 +75,9 @@ def test_answer_is_ids_and_scores_best_first(
 
 
 @pytest.mark.parametrize("name", sorted(RETRIEVERS))
-def test_exclude_is_respected(name: str, fitted: dict[str, Retriever], events: pl.DataFrame) -> None:
+def test_exclude_is_respected(
+    name: str, fitted: dict[str, Retriever], events: pl.DataFrame
+) -> None:
     user = a_known_user(events)
     first, _ = fitted[name].recommend(user, n_candidates=5)
     ids, _ = fitted[name].recommend(user, n_candidates=5, exclude=set(first[:3].tolist()))
@@ -147,14 +149,18 @@ def test_integer_id_column_is_rejected(name: str, events: pl.DataFrame, cache_di
 
 
 @pytest.mark.parametrize("name", sorted(RETRIEVERS))
-def test_nothing_after_the_cutoff_is_seen(
-    name: str, events: pl.DataFrame, cache_dir: Path
-) -> None:
+def test_nothing_after_the_cutoff_is_seen(name: str, events: pl.DataFrame, cache_dir: Path) -> None:
     """An item sold only after the cut-off is never proposed (no leakage)."""
-    late = events.filter(pl.col(S.USER_ID) == a_known_user(events)).head(3).with_columns(
-        pl.lit("LATE1").alias(S.ITEM_ID),
-        pl.lit("LATE ITEM").alias("description"),
-        pl.lit(CUTOFF + timedelta(days=1)).cast(pl.Datetime("us", "UTC")).alias(S.EVENT_TIMESTAMP),
+    late = (
+        events.filter(pl.col(S.USER_ID) == a_known_user(events))
+        .head(3)
+        .with_columns(
+            pl.lit("LATE1").alias(S.ITEM_ID),
+            pl.lit("LATE ITEM").alias("description"),
+            pl.lit(CUTOFF + timedelta(days=1))
+            .cast(pl.Datetime("us", "UTC"))
+            .alias(S.EVENT_TIMESTAMP),
+        )
     )
     retriever = build(name, cache_dir).fit(pl.concat([events, late]), cutoff=CUTOFF)
     for user in [a_known_user(events), None]:
@@ -186,8 +192,10 @@ def test_popularity_baseline_counts_distinct_buyers_in_30_days(events: pl.DataFr
         & (pl.col(S.EVENT_TIMESTAMP) < CUTOFF)
     ).with_columns(pl.coalesce(S.USER_ID, pl.lit("s:") + pl.col(S.SESSION_ID)).alias("b"))
     expected = (
-        window.group_by(S.ITEM_ID).agg(pl.col("b").n_unique().alias("n"))
-        .sort("n", S.ITEM_ID, descending=[True, False]).head(3)
+        window.group_by(S.ITEM_ID)
+        .agg(pl.col("b").n_unique().alias("n"))
+        .sort("n", S.ITEM_ID, descending=[True, False])
+        .head(3)
     )
     assert ids.tolist() == expected[S.ITEM_ID].to_list()
     np.testing.assert_allclose(scores, expected["n"].to_numpy() / expected["n"][0])
@@ -217,7 +225,8 @@ def test_buy_again_prefers_frequent_and_recent(events: pl.DataFrame) -> None:
     ids, scores = retriever.recommend(user, n_candidates=50)
     invoices = (
         events.filter((pl.col(S.USER_ID) == user) & (pl.col(S.EVENT_TIMESTAMP) < CUTOFF))
-        .group_by(S.ITEM_ID).agg(pl.col(S.SESSION_ID).n_unique().alias("n"))
+        .group_by(S.ITEM_ID)
+        .agg(pl.col(S.SESSION_ID).n_unique().alias("n"))
     )
     counts = dict(invoices.iter_rows())
     # With no decay the score is the invoice count.
