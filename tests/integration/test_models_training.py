@@ -28,13 +28,13 @@ pytestmark = pytest.mark.integration
 N_ITEMS = 250
 NEW_FEATURE = "item_units_per_buyer_30d"
 CONFIG = TrainConfig(
-    n_candidates=40,
-    n_train_cutoffs=2,
+    n_candidates=30,
+    n_train_cutoffs=1,
     label_days=1,
-    max_users_per_cutoff=80,
-    max_eval_users=80,
+    max_users_per_cutoff=50,
+    max_eval_users=50,
     progress=False,
-    ranker_params={"n_estimators": 40, "early_stopping_rounds": 10},
+    ranker_params={"n_estimators": 30, "early_stopping_rounds": 10},
 )
 
 
