@@ -117,7 +117,9 @@ def _print_run(run: object) -> None:
         if result is None:
             continue
         flagged = result.flagged_columns()
-        if flagged:
+        if not result.assessed and result.note:
+            print(f"  {result.name}: not assessed: {result.note}")
+        elif flagged:
             print(
                 f"  {result.name}: flagged and left out of the drift share: "
                 + ", ".join(f"{f.column} ({f.reason})" for f in result.flags)

@@ -278,14 +278,17 @@ def run_drift(
 
     # Screen, and stop early when nothing can be assessed.
     assessable, result.flags = screen_columns(reference, current, kinds, config)
-    for flag in result.flags:
-        logger.warning(
-            "%s: column %s left out of the drift share: %s (%s)",
-            name,
-            flag.column,
-            flag.reason,
-            flag.detail,
-        )
+    if result.flags and result.flags[0].reason == FLAG_TOO_FEW_ROWS:
+        logger.warning("%s: not assessed: %s", name, result.flags[0].detail)
+    else:
+        for flag in result.flags:
+            logger.warning(
+                "%s: column %s left out of the drift share: %s (%s)",
+                name,
+                flag.column,
+                flag.reason,
+                flag.detail,
+            )
     if not assessable:
         result.note = "no column could be assessed"
         if result.flags and result.flags[0].reason == FLAG_TOO_FEW_ROWS:
