@@ -81,9 +81,9 @@ def run(
     def raw_pipeline(user: str, batch: list[str]) -> object:
         keys = raw_keys[(user, tuple(batch))]
         with raw_client.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys[0], user_layout.fields)
+            pipe.hmget(keys[0], user_layout.fields)  # type: ignore[arg-type]
             for key in keys[1:]:
-                pipe.hmget(key, item_layout.fields)
+                pipe.hmget(key, item_layout.fields)  # type: ignore[arg-type]
             return pipe.execute()
 
     methods: dict[str, Callable[[str, list[str]], object]] = {

@@ -308,8 +308,8 @@ class RecommendationEngine:
         as_of: datetime,
     ) -> list[RecommendedItem]:
         """Recent popularity, through the same catalogue rules (no user data is used)."""
-        ids, scores = self.recommender.popular(max(3 * k, k + 50), country=country)
-        ids = [str(i) for i in ids]
+        popular_ids, scores = self.recommender.popular(max(3 * k, k + 50), country=country)
+        ids = [str(i) for i in popular_ids]
         outcome = apply_rules(
             ids,
             index=self.index,
@@ -549,8 +549,8 @@ class RecommendationEngine:
             error.field = "item_id"  # type: ignore[attr-defined]
             raise error
         with timer.stage("candidates"):
-            ids, scores, sources = self.recommender.similar_items(item_id, request.k + 20)
-        ids = [str(i) for i in ids]
+            similar_ids, scores, sources = self.recommender.similar_items(item_id, request.k + 20)
+        ids = [str(i) for i in similar_ids]
         keep = [j for j, i in enumerate(ids) if i != item_id and not is_non_product(i)][: request.k]
         items = [
             SimilarItem(

@@ -229,7 +229,7 @@ class FeastRedisReader:
         try:
             with self.client.pipeline(transaction=False) as pipe:
                 for layout, entity_id in requests:
-                    pipe.hmget(self.redis_key(layout.join_key, entity_id), layout.fields)
+                    pipe.hmget(self.redis_key(layout.join_key, entity_id), layout.fields)  # type: ignore[arg-type]
                 return pipe.execute()  # type: ignore[no-any-return]
         except redis.TimeoutError as exc:
             raise OnlineStoreError(f"Redis read timed out: {exc}", reason="timeout") from exc

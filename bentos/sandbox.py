@@ -86,10 +86,12 @@ def build_features(settings: Settings, *, raw: Path | None = None) -> None:
     logger.info("sandbox features ready in %.1f s", time.perf_counter() - started)
 
 
-def copy_log_slice(raw_dir: Path, target: Path, *, first_day: str) -> Path:
-    """Copy the daily CSVs from ``first_day`` (``YYYY-MM-DD``) on into ``target``."""
+def copy_log_slice(
+    raw_dir: Path, target: Path, *, first_day: str, last_day: str = "9999-12-31"
+) -> Path:
+    """Copy the daily CSVs of ``[first_day, last_day]`` (``YYYY-MM-DD``) into ``target``."""
     target.mkdir(parents=True, exist_ok=True)
     for src in sorted(Path(raw_dir).glob("*.csv")):
-        if src.stem >= first_day:
+        if first_day <= src.stem <= last_day:
             shutil.copy(src, target / src.name)
     return target

@@ -164,6 +164,21 @@ def _json_error(exc: ShelfwiseError) -> Any:
     )
 
 
+def _configure_logging() -> None:
+    """Send the project's own loggers to stderr: BentoML configures only its own."""
+    for name in ("bentos", "feature_repo", "models"):
+        package_logger = logging.getLogger(name)
+        if package_logger.handlers:
+            continue
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s [%(levelname)s] [%(name)s] %(message)s")
+        )
+        package_logger.addHandler(handler)
+        package_logger.setLevel(logging.INFO)
+        package_logger.propagate = False
+
+
 _CONFIG = load_serve_config()
 
 
@@ -179,6 +194,7 @@ class Shelfwise:
     """Recommendations for customers and guest baskets, from the Redis online store."""
 
     def __init__(self) -> None:
+        _configure_logging()
         from feature_repo.store import get_store
         from models.api import load_recommender
 
@@ -263,6 +279,6 @@ class Shelfwise:
         return self._set_opt_out(request.user_id, ctx, opted_out=False)  # type: ignore[no-any-return]
 
 
-Shelfwise.add_asgi_middleware(BodyLimitMiddleware, max_bytes=_CONFIG.max_body_bytes)
+Shelfwise.add_asgi_middleware(BodyLimitMiddleware, max_bytes=_CONFIG.max_body_bytes)  # type: ignore[attr-defined]
 
 __all__ = ["STAGES", "BodyLimitMiddleware", "Shelfwise"]

@@ -121,7 +121,7 @@ def test_unknown_user_gets_the_flagged_cold_start_answer(serving_env: ServingEnv
         ({"user_id": "12347", "k": 2.5}, "k", "valid integer"),
         ({"k": 5}, None, "one of user_id or session_items is required"),
         ({"session_items": []}, None, "one of user_id or session_items is required"),
-        ({"session_items": "85123A"}, "session_items", "valid list"),
+        ({"session_items": "85123A"}, "session_items", "valid array"),
         ({"user_id": "12347", "colour": "red"}, "colour", "Extra inputs"),
         ({"user_id": ""}, "user_id", "at least 1 character"),
         ({"user_id": "12347", "as_of": "yesterday"}, "as_of", "datetime"),
@@ -215,17 +215,20 @@ def test_redis_slow_then_down_then_back(serving_env: ServingEnv, people: dict[st
     body = {"user_id": user, "k": 5}
     assert _post(serving_env, "/recommend", body).json()["fallback"] is None
 
-    # Slow: Redis stops answering clients for 1.5 s, longer than the 250 ms budget.
+    # Slow: Redis stops answering clients for far longer than the 250 ms budget.
     client = redis.Redis.from_url(serving_env.redis.url)
-    client.execute_command("CLIENT", "PAUSE", "1500", "ALL")
-    started = time.perf_counter()
-    slow = _post(serving_env, "/recommend", body)
-    elapsed = time.perf_counter() - started
+    client.execute_command("CLIENT", "PAUSE", "8000", "ALL")
+    try:
+        started = time.perf_counter()
+        slow = _post(serving_env, "/recommend", body)
+        elapsed = time.perf_counter() - started
+    finally:
+        client.execute_command("CLIENT", "UNPAUSE")
     assert slow.status_code == 200
     assert slow.json()["fallback"] == "redis_timeout"
     assert len(slow.json()["items"]) == 5
-    assert elapsed < 1.5  # answered before Redis woke up
-    time.sleep(1.6)
+    assert elapsed < 8.0  # answered while Redis was still paused
+    time.sleep(0.5)  # past the retry delay
 
     # Down: the server process stops (its data saved to disk first).
     serving_env.redis.stop()
@@ -303,3 +306,57 @@ def test_a_missing_model_stops_start_up_with_a_clear_message(
     )
     assert result.returncode != 0
     assert "no trained model" in result.stderr
+
+
+def test_direct_scoring_equals_recommender_rank(
+    serving_env: ServingEnv,  # noqa: F811
+    people: dict[str, Any],
+) -> None:
+    """The service's own scoring gives Recommender.rank's order, scores and contributions."""
+    import numpy as np
+
+    from bentos.online import FeastRedisReader, as_arrays, make_client, view_layouts
+    from bentos.scoring import FastScorer, rank_order
+    from feature_repo.store import get_store
+    from models.api import load_recommender
+
+    recommender = load_recommender(serving_env.model_version, bentoml_home=serving_env.bentoml_home)
+    scorer = FastScorer(recommender)
+    store = get_store(serving_env.settings, use_redis=True)
+    reader = FeastRedisReader(
+        make_client(serving_env.settings.redis_url, budget_ms=2000),
+        project=serving_env.settings.project,
+        layouts=view_layouts(store, recommender.feature_service),
+    )
+    requests = [
+        {"user_id": people["known"][4]},
+        {"user_id": people["known"][5], "country": "Germany"},
+        {"user_id": None, "session_items": tuple(people["items"][5:8])},
+    ]
+    for request in requests:
+        candidates = recommender.candidates(n_candidates=120, **request)  # type: ignore[arg-type]
+        ids = [str(i) for i in candidates.item_ids]
+        user_id = request["user_id"]
+        entities = {S.ITEM_VIEW: ids, **({S.USER_VIEW: [user_id]} if user_id else {})}
+        columns = reader.read(entities)
+        user_features = {k: v[0] for k, v in columns[S.USER_VIEW].items()} if user_id else {}
+        item_features = as_arrays(columns[S.ITEM_VIEW])
+        ranked, scores, contributions = recommender.rank(
+            candidates, user_id=user_id, user_features=user_features, item_features=item_features
+        )
+        matrix = scorer.matrix(
+            candidates.features, user_features=user_features, item_features=item_features
+        )
+        raw = scorer.scores(matrix)
+        order = rank_order(ids, raw)
+        expected = dict(zip((str(i) for i in ranked), scores, strict=True))
+        np.testing.assert_allclose(raw, [expected[i] for i in ids], rtol=1e-5, atol=1e-5)
+        # Same order wherever the scores are not tied within float32 rounding.
+        assert ids[order[0]] == str(ranked[0]) or abs(scores[0] - scores[1]) < 1e-5
+        top5 = [ids.index(str(i)) for i in ranked[:5]]
+        mine = scorer.contributions(matrix[top5], top=3)
+        for got, expected in zip(mine, contributions[:5], strict=True):
+            assert [name for name, _ in got] == [name for name, _ in expected]
+            np.testing.assert_allclose(
+                [v for _, v in got], [v for _, v in expected], rtol=1e-4, atol=1e-5
+            )
