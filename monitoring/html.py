@@ -58,6 +58,10 @@ nav a { margin-right: 14px; font-size: 14px; }
 # Small helpers
 
 
+class Markup(str):
+    """Text that is already HTML: :func:`table` inserts it as it is."""
+
+
 def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
@@ -74,24 +78,24 @@ def fmt(value: object, kind: str = "num") -> str:
         return f"{value:,.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
     if isinstance(value, int):
         return f"{value:,}"
-    return esc(value)
+    return str(value)
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, cls: str = "") -> str:
-    """An HTML table; cells that are numbers are right-aligned. Cells are escaped unless
-    they are already markup (a ``str`` starting with ``<``)."""
-    out = [f'<table class="{cls}"><thead><tr>']
+    """An HTML table. Numbers are formatted and right-aligned, :class:`Markup` cells are
+    inserted as they are, and everything else is escaped."""
+    out = [f'<table class="{esc(cls)}"><thead><tr>']
     out += [f"<th>{esc(h)}</th>" for h in headers]
     out.append("</tr></thead><tbody>")
     for row in rows:
         out.append("<tr>")
         for cell in row:
-            if isinstance(cell, str) and cell.startswith("<"):
+            if isinstance(cell, Markup):
                 out.append(f"<td>{cell}</td>")
             elif isinstance(cell, int | float) and not isinstance(cell, bool):
-                out.append(f'<td class="num">{fmt(cell)}</td>')
+                out.append(f'<td class="num">{esc(fmt(cell))}</td>')
             else:
-                out.append(f"<td>{fmt(cell) if not isinstance(cell, str) else esc(cell)}</td>")
+                out.append(f"<td>{esc(cell if isinstance(cell, str) else fmt(cell))}</td>")
         out.append("</tr>")
     out.append("</tbody></table>")
     return "".join(out)
@@ -323,7 +327,7 @@ def _drift_section(result: DriftResult | None, what: str) -> str:
         rows = []
         for c in sorted(result.columns, key=lambda c: (not c.drifted, c.column)):
             s = stats.get(c.column)
-            verdict = '<span class="fired">drifted</span>' if c.drifted else "stable"
+            verdict = Markup('<span class="fired">drifted</span>') if c.drifted else "stable"
             rows.append(
                 [
                     c.column,
@@ -373,9 +377,9 @@ def _decision_section(run: RunResult) -> str:
     rows = []
     for c in decision.checks:
         status = (
-            '<span class="fired">fired</span>'
+            Markup('<span class="fired">fired</span>')
             if c.fired
-            else ("ok" if c.assessed else '<span class="na">not assessed</span>')
+            else ("ok" if c.assessed else Markup('<span class="na">not assessed</span>'))
         )
         rows.append([c.name, c.value, c.threshold, status, c.detail])
     parts = [
@@ -539,7 +543,7 @@ def _quality_section(quality: QualityResult | None) -> str:
                         r.count_current,
                         fmt(r.rate_reference, "pct"),
                         fmt(r.rate_current, "pct"),
-                        '<span class="fired">alert</span>' if r.alert else "",
+                        Markup('<span class="fired">alert</span>') if r.alert else "",
                     ]
                     for r in shown
                 ],
@@ -623,13 +627,15 @@ def render_index(summaries: Sequence[tuple[str, dict[str, Any]]]) -> str:
         figures = summary.get("figures", {})
         rows.append(
             [
-                esc(str(summary.get("created", ""))[:19].replace("T", " ")),
-                f'<a href="{esc(folder)}/report.html">{esc(summary.get("name", folder))}</a>',
-                esc(windows.get("reference_label", "")),
-                esc(windows.get("current_label", "")),
-                f'<span class="{cls}">{esc(verdict)}</span>',
+                str(summary.get("created", ""))[:19].replace("T", " "),
+                Markup(
+                    f'<a href="{esc(folder)}/report.html">{esc(summary.get("name", folder))}</a>'
+                ),
+                str(windows.get("reference_label", "")),
+                str(windows.get("current_label", "")),
+                Markup(f'<span class="{cls}">{esc(verdict)}</span>'),
                 fmt(figures.get("feature_drift_share"), "pct"),
-                f'<a href="{esc(folder)}/summary.json">JSON</a>',
+                Markup(f'<a href="{esc(folder)}/summary.json">JSON</a>'),
             ]
         )
     listing = (
