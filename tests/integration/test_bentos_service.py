@@ -191,15 +191,15 @@ def test_a_logged_request_traces_to_its_model_version(
     people: dict[str, Any],
 ) -> None:
     """The audit line of a replayed request sits in its original day's file."""
-    body = {"user_id": people["known"][1], "k": 3, "as_of": "2011-11-20T10:30:00"}
+    body = {"user_id": people["known"][1], "k": 3, "as_of": "2010-12-08T10:30:00"}
     answer = _post(serving_env, "/recommend", body).json()
-    path = serving_env.settings.paths.audit_log / "2011-11-20.jsonl"
+    path = serving_env.settings.paths.audit_log / "2010-12-08.jsonl"
     records = [json.loads(line) for line in path.read_text().splitlines()]
     mine = [r for r in records if r[S.AUDIT_REQUEST_ID] == answer["request_id"]]
     assert len(mine) == 1
     record = mine[0]
     assert record[S.AUDIT_MODEL_VERSION] == answer["model_version"] == serving_env.model_version
-    assert record[S.AUDIT_TIMESTAMP] == "2011-11-20T10:30:00+00:00"
+    assert record[S.AUDIT_TIMESTAMP] == "2010-12-08T10:30:00+00:00"
     assert record[S.AUDIT_ITEMS] == [i["item_id"] for i in answer["items"]]
     assert record[S.AUDIT_SOURCES] == [i["sources"] for i in answer["items"]]
     assert record[S.AUDIT_USER] not in (None, people["known"][1])
