@@ -82,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
             scores: dict[str, float] = {}
             for v in views:
                 table = drift_table(
-                    v.reference, v.current, numerical=v.numerical, categorical=v.categorical
+                    v.reference,
+                    v.current,
+                    numerical=v.numerical,
+                    categorical=v.categorical,
+                    num_method="wasserstein",
                 )
                 scores.update(zip(table["column"], table["score"], strict=True))
             return scores

@@ -162,9 +162,12 @@ def jensen_shannon(reference: pl.Series, current: pl.Series) -> float:
 
 
 def default_drift_score(
-    reference: pl.Series, current: pl.Series, *, kind: str
+    reference: pl.Series, current: pl.Series, *, kind: str, num_method: str | None = None
 ) -> tuple[str, float]:
-    """``(method, score)`` as Evidently's default picks them for samples over 1000 rows."""
+    """``(method, score)`` as Evidently's default picks them for samples over 1000 rows,
+    or with ``num_method="wasserstein"`` the Wasserstein distance for every number."""
+    if kind == "numerical" and num_method == "wasserstein":
+        return "wasserstein", wasserstein_normed(reference, current)
     if kind == "numerical":
         n_values = pl.concat([reference.drop_nulls(), current.drop_nulls()]).n_unique()
         if n_values > FEW_DISTINCT_VALUES:
@@ -178,13 +181,17 @@ def drift_table(
     *,
     numerical: Sequence[str],
     categorical: Sequence[str],
+    num_method: str | None = None,
 ) -> pl.DataFrame:
-    """Per column: default drift method and score, null shares and means, polars only."""
+    """Per column: drift method and score, null shares and means, polars only."""
     rows = []
     for kind, columns in (("numerical", numerical), ("categorical", categorical)):
         for column in columns:
             method, score = default_drift_score(
-                _values(reference, column), _values(current, column), kind=kind
+                _values(reference, column),
+                _values(current, column),
+                kind=kind,
+                num_method=num_method,
             )
             stats = column_stats(reference, current, column, kind=kind)
             rows.append(
