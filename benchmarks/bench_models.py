@@ -124,9 +124,11 @@ def bench_minilm(titles: list[str], repeat: int) -> dict[str, Any]:
     from models.embeddings import _load_model
 
     model = _load_model()
-    model.encode(titles[:32], batch_size=32)
+    model.encode(titles[:32], batch_size=32, show_progress_bar=False)
     times = _timings(
-        lambda: model.encode(titles, batch_size=128, normalize_embeddings=True),
+        lambda: model.encode(
+            titles, batch_size=128, normalize_embeddings=True, show_progress_bar=False
+        ),
         repeat=repeat,
         warmup=0,
     )

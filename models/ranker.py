@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 MAX_LABEL = 31
 MAX_GRADE = 3
+_MANY_ROWS = 20_000
 
 
 def grade_labels(counts: np.ndarray | Sequence[float], *, max_grade: int = MAX_GRADE) -> np.ndarray:
@@ -134,21 +135,54 @@ class XGBRankerModel:
     def get_params(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.endswith("_")}
 
-    def _frame(self, features: pd.DataFrame) -> pd.DataFrame:
+    def _matrix(self, features: pd.DataFrame) -> np.ndarray:
+        """``(n, f)`` float32 in training column order; categories as their codes.
+
+        A category's code is its position in ``categories_`` (sorted at fit time); an
+        unseen or missing category is NaN (missing). Built with NumPy, not pandas dtypes:
+        a 200-row request takes well under a millisecond this way.
+        """
         missing = [c for c in self.feature_names_ if c not in features.columns]
         if missing:
             raise SchemaError(
                 f"features lack {missing}; the ranker was trained on {self.feature_names_}."
             )
-        frame = features[self.feature_names_].copy()
-        for column in frame.columns:
-            if column in self.categories_:
-                frame[column] = pd.Categorical(
-                    frame[column].astype("object"), categories=self.categories_[column]
-                )
+        out = np.empty((len(features), len(self.feature_names_)), dtype=np.float32)
+        for j, name in enumerate(self.feature_names_):
+            column = features[name]
+            if name in self.categories_:
+                codes = {v: float(i) for i, v in enumerate(self.categories_[name])}
+                out[:, j] = [
+                    codes.get(str(v), np.nan) if v is not None else np.nan
+                    for v in column.tolist()
+                ]
+            elif column.dtype.kind in "fiub":
+                out[:, j] = column.to_numpy(dtype=np.float32, na_value=np.nan)
             else:
-                frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(np.float32)
-        return frame
+                out[:, j] = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float32)
+        return out
+
+    @property
+    def feature_types_(self) -> list[str]:
+        return ["c" if n in self.categories_ else "q" for n in self.feature_names_]
+
+    def _dmatrix(
+        self,
+        features: pd.DataFrame,
+        labels: np.ndarray | None = None,
+        qid: np.ndarray | None = None,
+    ) -> Any:
+        import xgboost as xgb
+
+        return xgb.DMatrix(
+            self._matrix(features),
+            label=labels,
+            qid=qid,
+            feature_names=self.feature_names_,
+            feature_types=self.feature_types_,
+            enable_categorical=True,
+            nthread=1 if len(features) < _MANY_ROWS else self.n_jobs,
+        )
 
     def fit(
         self,
@@ -174,13 +208,13 @@ class XGBRankerModel:
             for c in self.categorical
             if c in features.columns
         }
-        train = xgb.DMatrix(self._frame(features), label=labels, qid=qid, enable_categorical=True)
+        train = self._dmatrix(features, labels, qid)
         evals = [(train, "train")]
         self.n_valid_groups_dropped_ = 0
         if eval_set is not None:
             vf, vl, vq, self.n_valid_groups_dropped_ = prepare_queries(*eval_set)
             if len(vl):
-                valid = xgb.DMatrix(self._frame(vf), label=vl, qid=vq, enable_categorical=True)
+                valid = self._dmatrix(vf, vl, vq)
                 evals.append((valid, "valid"))
 
         # Step 2: boost with early stopping on the last evaluation set.
@@ -224,28 +258,36 @@ class XGBRankerModel:
                 "This XGBRankerModel is not fitted yet.\nHint: call fit(features, labels, qid)."
             )
 
-    def _dmatrix(self, features: pd.DataFrame) -> Any:
-        import xgboost as xgb
-
-        return xgb.DMatrix(self._frame(features), enable_categorical=True, nthread=self.n_jobs)
+    def _threads(self, n_rows: int) -> None:
+        # Threads only pay off on big batches; on a request they mostly contend.
+        self.booster_.set_param({"nthread": 1 if n_rows < _MANY_ROWS else self.n_jobs})
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
         """Scores ``(n,)``; higher is better within a query."""
         self._check_fitted()
+        self._threads(len(features))
+        # In-place prediction skips building a DMatrix (about 30 ms for 200 rows).
         return np.asarray(
-            self.booster_.predict(
-                self._dmatrix(features), iteration_range=(0, self.best_iteration_ + 1)
+            self.booster_.inplace_predict(
+                self._matrix(features), iteration_range=(0, self.best_iteration_ + 1)
             ),
             dtype=np.float64,
         )
 
-    def contributions(self, features: pd.DataFrame) -> np.ndarray:
-        """Per-feature contributions ``(n, f + 1)`` (last column: bias), from pred_contribs."""
+    def contributions(self, features: pd.DataFrame, *, exact: bool = False) -> np.ndarray:
+        """Per-feature contributions ``(n, f + 1)`` (last column: bias), from pred_contribs.
+
+        Each row sums to the score. By default the fast approximation (each tree's gain
+        along the row's path, ``approx_contribs``: about 3 ms for 200 rows) is used; exact
+        SHAP values (``exact=True``) cost about 0.5 s for 200 rows on this model size.
+        """
         self._check_fitted()
+        self._threads(len(features))
         return np.asarray(
             self.booster_.predict(
                 self._dmatrix(features),
                 pred_contribs=True,
+                approx_contribs=not exact,
                 iteration_range=(0, self.best_iteration_ + 1),
             )
         )
