@@ -511,7 +511,7 @@ class RecommendationEngine:
                 emb = None
             chosen = mmr(scores[:pool], emb, request.k, weight=cfg.mmr_lambda)
 
-        # Explanations: each shown item's largest feature contributions (TreeSHAP).
+        # Explanations: each shown item's largest feature contributions (XGBoost pred_contribs).
         with timer.stage("explain"):
             if contributions is None and self.scorer is not None:
                 shown = self.scorer.contributions(matrix[chosen], top=cfg.explain_top)

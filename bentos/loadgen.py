@@ -130,7 +130,11 @@ async def _open_loop(
             tasks.append(asyncio.create_task(one(i, due)))
             sent += 1
         if tasks:
-            await asyncio.wait(tasks, timeout=timeout_s + 1.0)
+            _, pending = await asyncio.wait(tasks, timeout=timeout_s + 1.0)
+            for task in pending:  # bounded in time: whatever is left counts as an error
+                task.cancel()
+            errors += len(pending)
+            await asyncio.gather(*pending, return_exceptions=True)
         duration = time.perf_counter() - start
     measured = latencies[:sent]
     return LoadResult(
