@@ -17,12 +17,14 @@ import hashlib
 import io
 import json
 import logging
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -42,6 +44,8 @@ QUARANTINE_COLUMNS: tuple[str, ...] = (
 _INVOICE_PATTERN = r"^[0-9]{6,7}$"
 _CANCEL_PATTERN = r"^C[0-9]{6,7}$"
 _ADJUST_PATTERN = r"^A[0-9]{6,7}$"
+# Quarantined rows whose time cannot be read are filed under this day.
+UNKNOWN_DAY = date(1970, 1, 1)
 
 
 @dataclass
@@ -87,7 +91,17 @@ def list_sources(raw_path: Path) -> list[Path]:
         )
     if raw_path.is_file():
         return [raw_path]
-    files = sorted(p for p in raw_path.iterdir() if p.suffix.lower() in (".csv", ".xlsx"))
+    files, skipped = [], []
+    for p in sorted(raw_path.iterdir()):
+        wanted = p.suffix.lower() in (".csv", ".xlsx") and p.is_file()
+        # Hidden files (editor backups, macOS "._" resource forks) are never data.
+        (files if wanted and not p.name.startswith(".") else skipped).append(p)
+    if skipped:
+        logger.info(
+            "ingest: skipping %d entr(y/ies) that are not .csv or .xlsx files: %s",
+            len(skipped),
+            ", ".join(p.name for p in skipped[:5]),
+        )
     if not files:
         raise IngestError(
             f"The raw data folder {str(raw_path)!r} holds no .csv or .xlsx file.\n"
@@ -138,24 +152,26 @@ def read_csv_source(path: Path) -> tuple[pl.DataFrame, int]:
         raise IngestError(f"{path}: the file is empty (no header, no rows).")
     text = _decode(path, data)
     header_line = text.split("\n", 1)[0].rstrip("\r")
-    header = next(csv.reader([header_line]))
+    header = [h.strip() for h in next(csv.reader([header_line]))]
     _check_header(path, header)
+    physical = [line.removesuffix("\r") for line in text.split("\n")[1:]]
+    if physical and physical[-1] == "":
+        physical.pop()
 
-    # Fast path: when every line has the header's number of fields (commas outside quotes),
-    # polars reads the file in one go. Polars pads a short line with nulls instead of
-    # failing, so the count is checked first.
-    lines = pl.Series(text.splitlines()[1:])
-    lines = lines.filter(lines.str.len_bytes() > 0)
+    # Fast path: when every line is non-empty and has the header's number of fields
+    # (commas outside quotes), polars reads the file in one go. Polars pads a short line
+    # with nulls instead of failing, so the count is checked first.
+    lines = pl.Series(physical, dtype=pl.String)
     commas = lines.str.replace_all(r'"[^"]*"', "").str.count_matches(",")
     if lines.len() > 0 and bool((commas == len(header) - 1).all()):
         try:
             frame = pl.read_csv(
                 io.BytesIO(text.encode()),
                 infer_schema=False,
-                columns=list(S.RAW_COLUMNS),
+                new_columns=header,
                 truncate_ragged_lines=False,
                 raise_if_empty=False,
-            )
+            ).select(S.RAW_COLUMNS)
         except pl.exceptions.PolarsError as exc:
             logger.debug("%s: fast CSV read failed (%s); reading line by line", path, exc)
         else:
@@ -167,33 +183,67 @@ def read_csv_source(path: Path) -> tuple[pl.DataFrame, int]:
                 )
                 return frame, frame.height
 
-    # Slow path: the csv module keeps every record with its line number; a record with the
-    # wrong field count is kept as a malformed row.
+    # Slow path: the csv module keeps every record with its line number. A record with the
+    # wrong field count sets aside each physical line it spans, with the line's full text,
+    # so an unbalanced quote cannot swallow lines unseen.
     index = {name: header.index(name) for name in S.RAW_COLUMNS}
     rows: list[dict[str, object]] = []
-    reader = csv.reader(io.StringIO(text))
-    next(reader)
-    line = reader.line_num
-    for record in reader:
-        start_line = line + 1
-        line = reader.line_num
-        if not record:
-            continue
-        row: dict[str, object] = {S.SOURCE_FILE: path.name, S.SOURCE_LINE: start_line}
-        if len(record) != len(header):
-            row.update({c: None for c in S.RAW_COLUMNS})
-            row[S.DETAIL] = (
-                f"expected {len(header)} fields, got {len(record)}: {','.join(record)[:200]}"
-            )
-        else:
-            row.update({c: record[i] for c, i in index.items()})
-            row[S.DETAIL] = None
-        rows.append(row)
+
+    def keep(record: list[str], line: int) -> None:
+        row: dict[str, object] = {c: record[i] for c, i in index.items()}
+        rows.append(row | {S.SOURCE_FILE: path.name, S.SOURCE_LINE: line, S.DETAIL: None})
+
+    def set_aside(line: int, why: str) -> None:
+        row: dict[str, object] = dict.fromkeys(S.RAW_COLUMNS)
+        detail = f"{why}: {physical[line - 2]}"
+        rows.append(row | {S.SOURCE_FILE: path.name, S.SOURCE_LINE: line, S.DETAIL: detail})
+
+    def per_line() -> None:
+        rows.clear()
+        for line, content in enumerate(physical, start=2):
+            if not content.strip():
+                continue
+            try:
+                record = next(csv.reader([content]))
+            except (csv.Error, StopIteration) as line_exc:
+                set_aside(line, f"cannot split the line: {line_exc}")
+                continue
+            if len(record) == len(header):
+                keep(record, line)
+            else:
+                set_aside(line, f"expected {len(header)} fields, got {len(record)}")
+
+    if any("\r" in content for content in physical):
+        # A stray carriage return: the csv module would count it as a line break and
+        # lose the line numbers, so each physical line is read on its own.
+        logger.warning("%s: a carriage return inside a line; reading each line alone", path)
+        per_line()
+    else:
+        try:
+            reader = csv.reader(io.StringIO(text, newline=""))
+            next(reader)
+            last = reader.line_num
+            for record in reader:
+                first, last = last + 1, reader.line_num
+                if not record:
+                    continue
+                if len(record) == len(header):
+                    keep(record, first)
+                    continue
+                for line in range(first, last + 1):
+                    if physical[line - 2].strip():
+                        span = "" if first == last else f" (record spans lines {first}-{last})"
+                        set_aside(line, f"expected {len(header)} fields, got {len(record)}{span}")
+        except csv.Error as exc:
+            logger.warning("%s: %s; reading each line on its own", path, exc)
+            per_line()
     schema = {c: pl.String for c in S.RAW_COLUMNS} | {
         S.SOURCE_FILE: pl.String,
         S.SOURCE_LINE: pl.Int64,
         S.DETAIL: pl.String,
     }
+    if not rows:
+        return pl.DataFrame(schema=schema), 0
     frame = pl.DataFrame(rows, schema=schema, orient="row")
     return frame, frame.height
 
@@ -232,83 +282,165 @@ def read_source(path: Path) -> tuple[pl.DataFrame, int]:
 # Normalising and classifying
 
 
-def classify(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+MAX_ABS_QUANTITY = 10_000_000
+MAX_UNIT_PRICE = 100_000.0
+ROW_HASH = "row_hash"
+
+
+def row_hash(raw: pl.DataFrame) -> pl.Series:
+    """A hash of a row's raw columns (trimmed), to find exact duplicates across runs."""
+    return raw.select(
+        pl.struct(pl.col(S.RAW_COLUMNS).str.strip_chars()).hash(seed=20101201).alias(ROW_HASH)
+    )[ROW_HASH]
+
+
+def classify(
+    raw: pl.DataFrame, *, known_hashes: pl.Series | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split raw text rows into ``(events, quarantine)``.
 
     Every input row lands in exactly one of the two frames. Rules are applied in order and
-    the first one broken gives the row's reason.
+    the first one broken gives the row's ``reason`` and its ``detail``.
+
+    Parameters
+    ----------
+    raw
+        Text columns of the raw log plus ``source_file``, ``source_line`` and ``detail``
+        (set for lines that could not be split into fields).
+    known_hashes
+        Row hashes already ingested by earlier runs: rows with one of them are duplicates.
     """
     trimmed = raw.with_columns(
         pl.col(S.RAW_COLUMNS).str.strip_chars(),
+        row_hash(raw),
     ).with_columns(
         pl.col(S.RAW_STOCK_CODE).str.to_uppercase().alias("_item"),
         pl.col(S.RAW_INVOICE).str.to_uppercase().alias("_invoice"),
         pl.col(S.RAW_QUANTITY).str.to_integer(strict=False).alias("_qty"),
         pl.col(S.RAW_UNIT_PRICE).cast(pl.Float64, strict=False).alias("_price"),
-        pl.col(S.RAW_INVOICE_DATE)
-        .str.to_datetime(S.RAW_TIME_FORMAT, strict=False, time_unit="us")
-        .alias("_local"),
+        _utc(
+            pl.col(S.RAW_INVOICE_DATE).str.to_datetime(
+                S.RAW_TIME_FORMAT, strict=False, time_unit="us"
+            )
+        ).alias("_ts"),
         # CustomerID arrives as a float ("17850.0"): keep the integer part as text.
         pl.col(S.RAW_CUSTOMER_ID).str.replace(r"\.0+$", "").replace("", None).alias("_user"),
     )
-    inv = pl.col("_invoice")
-    item = pl.col("_item")
-    qty = pl.col("_qty")
-    price = pl.col("_price")
+    inv, item, qty, price = pl.col("_invoice"), pl.col("_item"), pl.col("_qty"), pl.col("_price")
     is_cancel = inv.str.contains(_CANCEL_PATTERN)
     non_product = item.is_in(list(S.NON_PRODUCT_CODES))
     for prefix in S.NON_PRODUCT_PREFIXES:
         non_product = non_product | item.str.starts_with(prefix)
-    dup_cols = [*S.RAW_COLUMNS]
-    # The first of a group of identical rows is kept; the others are duplicates.
-    is_dup = ~pl.struct(dup_cols).is_first_distinct()
-    reason = (
-        pl.when(pl.col(S.DETAIL).is_not_null())
-        .then(pl.lit(S.REASON_MALFORMED))
-        .when(inv.is_null() | (inv == "") | item.is_null() | (item == ""))
-        .then(pl.lit(S.REASON_MISSING_FIELD))
-        .when(inv.str.contains(_ADJUST_PATTERN))
-        .then(pl.lit(S.REASON_ADJUSTMENT))
-        .when(~inv.str.contains(_INVOICE_PATTERN) & ~is_cancel)
-        .then(pl.lit(S.REASON_INVALID_INVOICE))
-        .when(pl.col("_local").is_null())
-        .then(pl.lit(S.REASON_INVALID_DATE))
-        .when(qty.is_null() | (qty == 0))
-        .then(pl.lit(S.REASON_INVALID_QUANTITY))
-        .when(price.is_null() | price.is_nan() | (price < 0))
-        .then(pl.lit(S.REASON_INVALID_PRICE))
-        .when(non_product)
-        .then(pl.lit(S.REASON_NON_PRODUCT))
-        .when(is_dup)
-        .then(pl.lit(S.REASON_DUPLICATE))
-        .when(is_cancel & (qty > 0))
-        .then(pl.lit(S.REASON_CANCEL_POSITIVE))
-        .when(~is_cancel & (qty < 0))
-        .then(pl.lit(S.REASON_STOCK_CORRECTION))
-        .when(~is_cancel & (price == 0))
-        .then(pl.lit(S.REASON_ZERO_PRICE))
-        .otherwise(pl.lit(None, dtype=pl.String))
+    raw_col = pl.col
+
+    # The first of a group of identical rows is kept; the others name it.
+    group = [*S.RAW_COLUMNS]
+    is_dup = ~pl.struct(group).is_first_distinct()
+    if known_hashes is not None and known_hashes.len():
+        is_dup = is_dup | pl.col(ROW_HASH).is_in(known_hashes.implode())
+    first_seen = pl.format(
+        "same as {} line {}",
+        pl.col(S.SOURCE_FILE).first().over(group),
+        pl.col(S.SOURCE_LINE).first().over(group),
     )
-    detail = (
-        pl.when(pl.col(S.DETAIL).is_not_null())
-        .then(pl.col(S.DETAIL))
-        .when(pl.col("_local").is_null() & pl.col(S.RAW_INVOICE_DATE).is_not_null())
-        .then(
+    dup_detail = (
+        pl.when(pl.struct(group).is_first_distinct())
+        .then(pl.lit("same row as one ingested by an earlier run"))
+        .otherwise(first_seen)
+    )
+
+    rules: list[tuple[pl.Expr, str, pl.Expr]] = [
+        (pl.col(S.DETAIL).is_not_null(), S.REASON_MALFORMED, pl.col(S.DETAIL)),
+        (inv.is_null() | (inv == ""), S.REASON_MISSING_FIELD, pl.lit("InvoiceNo is empty")),
+        (item.is_null() | (item == ""), S.REASON_MISSING_FIELD, pl.lit("StockCode is empty")),
+        (
+            inv.str.contains(_ADJUST_PATTERN),
+            S.REASON_ADJUSTMENT,
+            pl.format("invoice {} is an accounting adjustment", raw_col(S.RAW_INVOICE)),
+        ),
+        (
+            ~inv.str.contains(_INVOICE_PATTERN) & ~is_cancel,
+            S.REASON_INVALID_INVOICE,
+            pl.format("InvoiceNo {} is not 6-7 digits, optionally after C", raw_col(S.RAW_INVOICE)),
+        ),
+        (
+            raw_col(S.RAW_INVOICE_DATE).is_null() | (raw_col(S.RAW_INVOICE_DATE) == ""),
+            S.REASON_INVALID_DATE,
+            pl.lit("InvoiceDate is empty"),
+        ),
+        (
+            pl.col("_ts").is_null(),
+            S.REASON_INVALID_DATE,
             pl.format(
-                "cannot parse {} as {}", pl.col(S.RAW_INVOICE_DATE), pl.lit(S.RAW_TIME_FORMAT)
-            )
-        )
-        .when(qty.is_null() & pl.col(S.RAW_QUANTITY).is_not_null())
-        .then(pl.format("Quantity {} is not an integer", pl.col(S.RAW_QUANTITY)))
-        .when(qty == 0)
-        .then(pl.lit("Quantity is 0"))
-        .when(price < 0)
-        .then(pl.format("UnitPrice {} is negative", pl.col(S.RAW_UNIT_PRICE)))
-        .when(price.is_null())
-        .then(pl.format("UnitPrice {} is not a number", pl.col(S.RAW_UNIT_PRICE)))
-        .otherwise(pl.lit(None, dtype=pl.String))
+                "cannot read InvoiceDate {} as {}",
+                raw_col(S.RAW_INVOICE_DATE),
+                pl.lit(S.RAW_TIME_FORMAT),
+            ),
+        ),
+        (
+            qty.is_null(),
+            S.REASON_INVALID_QUANTITY,
+            pl.format("Quantity {} is not an integer", raw_col(S.RAW_QUANTITY)),
+        ),
+        (qty == 0, S.REASON_INVALID_QUANTITY, pl.lit("Quantity is 0")),
+        (
+            qty.abs() > MAX_ABS_QUANTITY,
+            S.REASON_INVALID_QUANTITY,
+            pl.format(
+                "Quantity {} is beyond +-{}", raw_col(S.RAW_QUANTITY), pl.lit(MAX_ABS_QUANTITY)
+            ),
+        ),
+        (
+            price.is_null(),
+            S.REASON_INVALID_PRICE,
+            pl.format("UnitPrice {} is not a number", raw_col(S.RAW_UNIT_PRICE)),
+        ),
+        (
+            ~price.is_finite() | (price > MAX_UNIT_PRICE),
+            S.REASON_INVALID_PRICE,
+            pl.format(
+                "UnitPrice {} is not finite or above {}",
+                raw_col(S.RAW_UNIT_PRICE),
+                pl.lit(MAX_UNIT_PRICE),
+            ),
+        ),
+        (
+            price < 0,
+            S.REASON_INVALID_PRICE,
+            pl.format("UnitPrice {} is negative", raw_col(S.RAW_UNIT_PRICE)),
+        ),
+        (
+            pl.col("_user").is_not_null() & ~pl.col("_user").str.contains(r"^[0-9]{1,12}$"),
+            S.REASON_INVALID_CUSTOMER,
+            pl.format("CustomerID {} is not a whole number", raw_col(S.RAW_CUSTOMER_ID)),
+        ),
+        (
+            non_product,
+            S.REASON_NON_PRODUCT,
+            pl.format("StockCode {} is a fee, postage or admin line", item),
+        ),
+        (is_dup, S.REASON_DUPLICATE, dup_detail),
+        (
+            is_cancel & (qty > 0),
+            S.REASON_CANCEL_POSITIVE,
+            pl.format("cancellation {} has positive Quantity {}", inv, qty),
+        ),
+        (
+            ~is_cancel & (qty < 0),
+            S.REASON_STOCK_CORRECTION,
+            pl.format("Quantity {} is negative outside a cancellation", qty),
+        ),
+        (~is_cancel & (price == 0), S.REASON_ZERO_PRICE, pl.lit("UnitPrice is 0 on a sale")),
+    ]
+    reason: Any = pl
+    detail: Any = pl
+    for condition, name, text in rules:
+        reason = reason.when(condition.fill_null(False)).then(pl.lit(name))
+        detail = detail.when(condition.fill_null(False)).then(text)
+    labelled = trimmed.with_columns(
+        reason.otherwise(pl.lit(None, dtype=pl.String)).alias(S.REASON),
+        detail.otherwise(pl.lit(None, dtype=pl.String)).alias("_detail"),
     )
-    labelled = trimmed.with_columns(reason.alias(S.REASON), detail.alias("_detail"))
 
     quarantine = labelled.filter(pl.col(S.REASON).is_not_null()).select(
         *[pl.col(c) for c in S.RAW_COLUMNS],
@@ -316,7 +448,9 @@ def classify(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         pl.col(S.SOURCE_LINE),
         pl.col(S.REASON),
         pl.col("_detail").alias(S.DETAIL),
-        _utc(pl.col("_local")).dt.date().fill_null(pl.date(1970, 1, 1)).alias(S.DAY),
+        pl.col(ROW_HASH),
+        # Rows without a readable time are kept under the epoch day.
+        pl.col("_ts").dt.date().fill_null(UNKNOWN_DAY).alias(S.DAY),
     )
     kept = labelled.filter(pl.col(S.REASON).is_null())
     events = kept.select(
@@ -330,8 +464,9 @@ def classify(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         qty.abs().cast(pl.Int32).alias(S.QUANTITY),
         price.alias(S.PRICE),
         pl.col(S.RAW_COUNTRY).replace("", None).alias(S.COUNTRY),
-        _utc(pl.col("_local")).alias(S.EVENT_TIMESTAMP),
+        pl.col("_ts").alias(S.EVENT_TIMESTAMP),
         pl.col(S.RAW_DESCRIPTION).replace("", None).alias("description"),
+        pl.col(ROW_HASH),
         pl.col(S.SOURCE_FILE),
     ).with_columns(pl.col(S.EVENT_TIMESTAMP).dt.date().alias(S.DAY))
     return events, quarantine
@@ -340,12 +475,20 @@ def classify(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
 def _utc(local: pl.Expr) -> pl.Expr:
     """Shop-local naive times to tz-aware UTC with microsecond precision.
 
-    The hour that does not exist when clocks go forward is shifted forward; in the hour
-    that repeats when they go back, the earlier (summer-time) instant is taken.
+    A time in the hour skipped when clocks go forward is read one hour later (as a clock
+    that was not yet changed would show it); in the hour that repeats when they go back,
+    the earlier (summer-time) instant is taken.
     """
+
+    def convert(expr: pl.Expr) -> pl.Expr:
+        return expr.dt.replace_time_zone(
+            S.SHOP_TIME_ZONE, ambiguous="earliest", non_existent="null"
+        ).dt.convert_time_zone("UTC")
+
     return (
-        local.dt.replace_time_zone(S.SHOP_TIME_ZONE, ambiguous="earliest", non_existent="null")
-        .dt.convert_time_zone("UTC")
+        pl.when(local.is_not_null() & convert(local).is_null())
+        .then(convert(local + pl.duration(hours=1)))
+        .otherwise(convert(local))
         .dt.cast_time_unit("us")
     )
 
@@ -354,20 +497,46 @@ def _utc(local: pl.Expr) -> pl.Expr:
 # Writing
 
 
-def _write_partitions(frame: pl.DataFrame, root: Path, *, drop: Iterable[str] = ()) -> list[str]:
-    days = []
-    for (day,), part in frame.partition_by(S.DAY, as_dict=True, maintain_order=True).items():
-        target = root / f"{S.DAY}={day}"
-        target.mkdir(parents=True, exist_ok=True)
-        part.drop([S.DAY, *drop]).write_parquet(target / "part-0.parquet", statistics=True)
-        days.append(str(day))
-    return days
+def _part_name(source_file: str) -> str:
+    """The Parquet file name a source file's rows get inside each day partition."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", source_file) + ".parquet"
 
 
-def _load_manifest(paths: Paths) -> dict[str, dict[str, object]]:
+def _write_partitions(frame: pl.DataFrame, root: Path) -> list[str]:
+    """Write ``frame`` as ``root/day=YYYY-MM-DD/<source file>.parquet``; returns the
+    written paths relative to ``root``. Each source file owns its own part files, so a
+    later file that touches the same day adds to it instead of replacing it."""
+    written = []
+    groups = frame.partition_by([S.DAY, S.SOURCE_FILE], as_dict=True, maintain_order=True)
+    for (day, source), part in groups.items():
+        relative = Path(f"{S.DAY}={day}") / _part_name(str(source))
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        part.drop(S.DAY).write_parquet(root / relative, statistics=True)
+        written.append(str(relative))
+    return written
+
+
+def _load_manifest(paths: Paths) -> dict[str, dict[str, Any]]:
     if not paths.ingest_manifest.exists():
+        if any(paths.events.glob("*/*.parquet")):
+            raise IngestError(
+                f"{paths.events} holds events but {paths.ingest_manifest} is missing.\n"
+                f"Hint: remove {paths.data_dir} and ingest again."
+            )
         return {}
-    return json.loads(paths.ingest_manifest.read_text())
+    try:
+        manifest: dict[str, dict[str, Any]] = json.loads(paths.ingest_manifest.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise IngestError(
+            f"{paths.ingest_manifest}: not a readable manifest ({exc}).\n"
+            f"Hint: remove {paths.data_dir} and ingest again."
+        ) from exc
+    if any(not isinstance(m, dict) or "parts" not in m for m in manifest.values()):
+        raise IngestError(
+            f"{paths.ingest_manifest} was written by an older layout.\n"
+            f"Hint: remove {paths.data_dir} and ingest again."
+        )
+    return manifest
 
 
 EVENTS_SCHEMA: dict[str, pl.DataType] = {
@@ -380,6 +549,8 @@ EVENTS_SCHEMA: dict[str, pl.DataType] = {
     S.COUNTRY: pl.String(),
     S.EVENT_TIMESTAMP: pl.Datetime("us", "UTC"),
     "description": pl.String(),
+    ROW_HASH: pl.UInt64(),
+    S.SOURCE_FILE: pl.String(),
     S.DAY: pl.Date(),
 }
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
@@ -388,6 +559,7 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     S.SOURCE_LINE: pl.Int64(),
     S.REASON: pl.String(),
     S.DETAIL: pl.String(),
+    ROW_HASH: pl.UInt64(),
     S.DAY: pl.Date(),
 }
 
@@ -482,7 +654,7 @@ def build_report(paths: Paths, manifest: dict[str, dict[str, object]]) -> Ingest
 
 
 def ingest(raw_path: Path, paths: Paths, *, progress: bool = False) -> IngestReport:
-    """Ingest every new source file under ``raw_path`` into ``paths``.
+    """Ingest every new or changed source file under ``raw_path`` into ``paths``.
 
     Parameters
     ----------
@@ -499,10 +671,22 @@ def ingest(raw_path: Path, paths: Paths, *, progress: bool = False) -> IngestRep
         Accounting of everything ingested so far, the latest run included.
     """
     sources = list_sources(raw_path)
-    paths.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        paths.data_dir.mkdir(parents=True, exist_ok=True)
+        return _ingest(sources, paths, progress=progress)
+    except OSError as exc:
+        raise IngestError(
+            f"cannot read or write the data: {exc}.\n"
+            f"Hint: check that {paths.data_dir} is a writable folder (SHELFWISE_DATA_DIR)."
+        ) from exc
+
+
+def _ingest(sources: list[Path], paths: Paths, *, progress: bool) -> IngestReport:
     manifest = _load_manifest(paths)
 
-    # Find the files that are new or changed since the last run.
+    # Find the files that are new or changed since the last run; a file whose content
+    # was already ingested under another name is read like a new one and its rows end up
+    # set aside as duplicates.
     todo: list[tuple[Path, str]] = []
     for src in sources:
         digest = file_digest(src)
@@ -524,48 +708,55 @@ def ingest(raw_path: Path, paths: Paths, *, progress: bool = False) -> IngestRep
         counts[src.name] = n
     if frames:
         raw = pl.concat(frames, how="vertical")
-        events, quarantine = classify(raw)
+        changed = {src.name for src, _ in todo}
+        replaced = {
+            table: [
+                root / part
+                for name in changed
+                for part in manifest.get(name, {}).get("parts", {}).get(table, [])
+            ]
+            for table, root in (("events", paths.events), ("quarantine", paths.quarantine))
+        }
+        events, quarantine = classify(raw, known_hashes=_known_hashes(paths, replaced))
         if events.height + quarantine.height != raw.height:
             raise IngestError(
                 f"row accounting broke: read {raw.height}, loaded {events.height}, "
                 f"set aside {quarantine.height}."
             )
 
-        # Stage the new partitions, then move them into place and record the files last:
+        # Stage the new part files, then move them into place and record the files last:
         # a crash before the manifest is written makes the next run redo these files.
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=paths.data_dir))
+        parts: dict[str, dict[str, list[str]]] = {name: {} for name in changed}
         try:
-            days = set(_write_partitions(events, staging / "events", drop=[S.SOURCE_FILE]))
-            days |= set(_write_partitions(quarantine, staging / "quarantine"))
-            # A changed file replaces what it wrote before, in both tables.
-            changed = {src.name for src, _ in todo}
-            for table in ("events", "quarantine"):
-                root = getattr(paths, table)
-                for name in changed:
-                    old_days: list[str] = manifest.get(name, {}).get("days", [])  # type: ignore[assignment]
-                    for day in old_days:
-                        shutil.rmtree(root / f"{S.DAY}={day}", ignore_errors=True)
-                for part in sorted((staging / table).glob(f"{S.DAY}=*")):
-                    target = root / part.name
-                    if target.exists():
-                        shutil.rmtree(target)
+            for table, frame in (("events", events), ("quarantine", quarantine)):
+                written = _write_partitions(frame, staging / table)
+                for relative in written:
+                    name = next(f for f in changed if relative.endswith("/" + _part_name(f)))
+                    parts[name].setdefault(table, []).append(relative)
+            for table, root in (("events", paths.events), ("quarantine", paths.quarantine)):
+                for old in replaced[table]:
+                    old.unlink(missing_ok=True)
+                for part in sorted((staging / table).glob(f"{S.DAY}=*/*.parquet")):
+                    target = root / part.parent.name / part.name
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    part.rename(target)
+                    part.replace(target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        per_file_days = _days_per_file(events, quarantine)
         for src, digest in todo:
             manifest[src.name] = {
                 "sha256": digest,
                 "rows": counts[src.name],
-                "days": sorted(per_file_days.get(src.name, [])),
+                "parts": parts[src.name],
                 "ingested_at": datetime.now(UTC).isoformat(),
             }
         tmp = paths.ingest_manifest.with_suffix(".tmp")
         tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
         tmp.replace(paths.ingest_manifest)
         build_items(paths)
-        logger.info("ingest: wrote %d day partition(s)", len(days))
+        logger.info(
+            "ingest: wrote %d part file(s)", sum(len(v) for p in parts.values() for v in p.values())
+        )
 
     if not manifest:
         raise IngestError("nothing was ingested: no source file was read.")
@@ -582,12 +773,18 @@ def ingest(raw_path: Path, paths: Paths, *, progress: bool = False) -> IngestRep
     return report
 
 
-def _days_per_file(events: pl.DataFrame, quarantine: pl.DataFrame) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for frame in (events, quarantine):
-        for name, day in frame.select(S.SOURCE_FILE, S.DAY).unique().iter_rows():
-            out.setdefault(name, set()).add(str(day))
-    return out
+def _known_hashes(paths: Paths, replaced: dict[str, list[Path]]) -> pl.Series | None:
+    """Row hashes of everything already ingested, except the parts about to be replaced."""
+    skip = {str(p) for files in replaced.values() for p in files}
+    files = [
+        p
+        for root in (paths.events, paths.quarantine)
+        for p in root.glob("*/*.parquet")
+        if str(p) not in skip
+    ]
+    if not files:
+        return None
+    return pl.concat([pl.scan_parquet(p).select(ROW_HASH) for p in files]).collect()[ROW_HASH]
 
 
 def format_report(report: IngestReport) -> str:

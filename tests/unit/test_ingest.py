@@ -308,3 +308,124 @@ def test_xlsx_workbook_is_accepted(tmp_path: Path) -> None:
     events = scan_events(paths).sort(S.EVENT_TIMESTAMP).collect()
     assert events[S.USER_ID].to_list() == ["17850", "17850"]
     assert events[S.EVENT_TIMESTAMP][0] == datetime(2011, 6, 1, 7, 26, tzinfo=UTC)
+
+
+GOOD = "536400,71053,WHITE METAL LANTERN,1,2011-01-10 10:00:00,3.39,12345.0,France"
+
+
+def test_a_later_file_touching_an_existing_day_adds_to_it(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    write_csv(raw, "2011-01-10.csv", [GOOD, GOOD.replace("536400", "536401")])
+    paths = Paths(tmp_path / "data")
+    ingest(raw, paths)
+    write_csv(raw, "2011-01-10-late.csv", [GOOD.replace("536400", "536402")])
+    report = ingest(raw, paths)
+    assert (report.rows_read, report.rows_loaded) == (3, 3)
+    # A second copy of a day under another name: every row is a duplicate of the first.
+    shutil.copy(raw / "2011-01-10.csv", raw / "copy-of-2011-01-10.csv")
+    report = ingest(raw, paths)
+    assert (report.rows_read, report.rows_loaded) == (5, 3)
+    assert report.set_aside_by_reason == {S.REASON_DUPLICATE: 2}
+    assert report.balanced
+
+
+def test_set_aside_rows_of_different_runs_are_all_kept(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    write_csv(raw, "a.csv", [GOOD, "536401,71053,X,1,not a date,3.39,12345.0,France"])
+    paths = Paths(tmp_path / "data")
+    ingest(raw, paths)
+    write_csv(raw, "b.csv", [GOOD.replace("536400", "536402"), "536403,71053,X,1,,3.39,1.0,F"])
+    report = ingest(raw, paths)
+    assert report.set_aside_by_reason == {S.REASON_INVALID_DATE: 2}
+    assert report.balanced
+    details = sorted(scan_quarantine(paths).collect()[S.DETAIL].to_list())
+    assert details == [
+        "InvoiceDate is empty",
+        "cannot read InvoiceDate not a date as %Y-%m-%d %H:%M:%S",
+    ]
+
+
+def test_time_in_the_skipped_spring_hour_is_read_an_hour_later(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    write_csv(raw, "2011-03-27.csv", [GOOD.replace("2011-01-10 10:00:00", "2011-03-27 01:30:00")])
+    paths = Paths(tmp_path / "data")
+    report = ingest(raw, paths)
+    assert report.rows_loaded == 1
+    assert scan_events(paths).collect()[S.EVENT_TIMESTAMP].item() == datetime(
+        2011, 3, 27, 1, 30, tzinfo=UTC
+    )
+
+
+def test_unbalanced_quote_sets_aside_every_line_it_swallows(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    rows = [GOOD.replace("536400", f"5364{i:02d}") for i in range(10)]
+    rows[3] = rows[3].replace("WHITE METAL", '"WHITE METAL')
+    write_csv(raw, "2011-01-10.csv", rows)
+    report = ingest(raw, Paths(tmp_path / "data"))
+    assert report.rows_read == 10
+    assert report.balanced
+    assert report.set_aside_by_reason.get(S.REASON_MALFORMED, 0) >= 1
+    assert report.rows_loaded == 10 - report.set_aside_by_reason[S.REASON_MALFORMED]
+
+
+@pytest.mark.parametrize(
+    ("row", "reason", "detail"),
+    [
+        (GOOD.replace(",1,2011", ",3000000000,2011"), S.REASON_INVALID_QUANTITY, "beyond"),
+        (GOOD.replace("3.39", "inf"), S.REASON_INVALID_PRICE, "not finite"),
+        (GOOD.replace("3.39", "nan"), S.REASON_INVALID_PRICE, "not finite"),
+        (GOOD.replace("12345.0", "abc"), S.REASON_INVALID_CUSTOMER, "not a whole number"),
+        (GOOD.replace("12345.0", "17850.5"), S.REASON_INVALID_CUSTOMER, "not a whole number"),
+        (
+            "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country",
+            S.REASON_INVALID_INVOICE,
+            "not 6-7 digits",
+        ),
+    ],
+)
+def test_values_out_of_range_are_set_aside_with_a_matching_detail(
+    tmp_path: Path, row: str, reason: str, detail: str
+) -> None:
+    raw = tmp_path / "raw"
+    write_csv(raw, "2011-01-10.csv", [GOOD.replace("536400", "536499"), row])
+    paths = Paths(tmp_path / "data")
+    report = ingest(raw, paths)
+    assert report.set_aside_by_reason == {reason: 1}
+    assert detail in scan_quarantine(paths).collect()[S.DETAIL].item()
+
+
+def test_header_only_file_and_spaced_header(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    write_csv(raw, "2011-01-09.csv", [])
+    write_csv(raw, "2011-01-10.csv", [GOOD], header=HEADER.replace(",", ", "))
+    report = ingest(raw, Paths(tmp_path / "data"))
+    assert (report.rows_read, report.rows_loaded) == (1, 1)
+
+
+def test_unreadable_manifest_is_a_clear_error(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    write_csv(raw, "2011-01-10.csv", [GOOD])
+    paths = Paths(tmp_path / "data")
+    ingest(raw, paths)
+    paths.ingest_manifest.write_text("{not json")
+    with pytest.raises(IngestError, match=r"(?s)not a readable manifest.*Hint: remove"):
+        ingest(raw, paths)
+
+
+def test_stray_carriage_return_next_to_a_short_line_does_not_crash(tmp_path: Path) -> None:
+    """A bare CR inside a field, in a file that also has a short line, is read line by
+    line: nothing crashes and every row is accounted for."""
+    raw = tmp_path / "raw"
+    write_csv(
+        raw,
+        "2011-01-10.csv",
+        [
+            GOOD,
+            GOOD.replace("536400", "536401").replace("WHITE", "WHI\rTE"),
+            "536402,71053,SHORT",
+        ],
+    )
+    report = ingest(raw, Paths(tmp_path / "data"))
+    assert report.rows_read == 3
+    assert report.balanced
+    assert report.set_aside_by_reason.get(S.REASON_MALFORMED, 0) >= 1
