@@ -224,7 +224,9 @@ def top_k(
         keep &= np.fromiter(
             (i not in banned for i in item_ids.tolist()), dtype=bool, count=len(item_ids)
         )
-    item_ids, scores = item_ids[keep], scores[keep]
+    # Sums of the same terms in another order differ in the last bits; rounding makes such
+    # ties exact, so that the item id breaks them the same way on every run.
+    item_ids, scores = item_ids[keep], np.round(scores[keep], 10)
     if len(scores) > k:
         # argpartition first: a full sort of a 4k catalogue per request is wasteful.
         part = np.argpartition(-scores, k - 1)[:k]
