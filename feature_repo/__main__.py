@@ -17,12 +17,13 @@ import argparse
 import logging
 import shlex
 import sys
-from datetime import datetime
+import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 
 from feature_repo import schema as S
 from feature_repo.config import Settings, load_settings
-from feature_repo.errors import ShelfwiseError
+from feature_repo.errors import ConfigError, ShelfwiseError
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # A dependency of Feast's DuckDB store warns about its own use of DuckDB's API.
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="ibis")
     # Feast logs every registry refresh at INFO; keep our stages readable.
     for noisy in ("feast", "feast.infra.registry.registry", "urllib3", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -78,9 +81,7 @@ def cmd_apply(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_materialize(settings: Settings, args: argparse.Namespace) -> int:
     from feature_repo.store import materialize
 
-    start = datetime.fromisoformat(args.start) if args.start else None
-    end = datetime.fromisoformat(args.end) if args.end else None
-    materialize(settings, start=start, end=end)
+    materialize(settings, start=args.start, end=args.end)
     return 0
 
 
@@ -88,9 +89,16 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
     import polars as pl
 
     from feature_repo.ingest import scan_events
-    from feature_repo.store import get_store
+    from feature_repo.store import ensure_online_tables, get_store
 
-    user_id, item_id = args.user, args.item
+    # Accept ids as the raw log writes them (17850.0, lower-case codes).
+    user_id = args.user.strip().removesuffix(".0") if args.user else None
+    item_id = args.item.strip().upper() if args.item else None
+    if not any(settings.paths.events.glob("*/*.parquet")) and (user_id is None or item_id is None):
+        raise ConfigError(
+            f"no events under {settings.paths.events} to pick a customer and an item from.\n"
+            "Hint: run `python -m feature_repo ingest` first, or pass --user and --item."
+        )
     if user_id is None or item_id is None:
         # The most active customer and the best-selling item of the last week of the log.
         purchases = scan_events(settings.paths).filter(pl.col(S.EVENT_TYPE) == S.PURCHASE)
@@ -112,11 +120,18 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
                 .collect()[S.ITEM_ID][0]
             )
     store = get_store(settings)
+    ensure_online_tables(settings, store)
     service = store.get_feature_service(S.RANKER_SERVICE)
     values = store.get_online_features(
         features=service, entity_rows=[{S.USER_ID: user_id, S.ITEM_ID: item_id}]
     ).to_dict()
     print(f"Online features from {S.RANKER_SERVICE} for user_id={user_id} item_id={item_id}")
+    for key, names in ((S.USER_ID, S.USER_FEATURES), (S.ITEM_ID, S.ITEM_FEATURES)):
+        if all(values.get(name, [None])[0] is None for name in names):
+            print(
+                f"  note: no online features for {key}={values[key][0]} "
+                "(unknown id, or not materialized yet)"
+            )
     print(f"  {'feature':<30}{'value':>22}")
     for name in (*S.USER_FEATURES, *S.ITEM_FEATURES):
         if name in values:
@@ -141,6 +156,17 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _utc_time(text: str) -> datetime:
+    """An ISO 8601 time; a naive one is taken as UTC."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time, e.g. 2011-12-09 or 2011-12-09T00:00:00+00:00"
+        ) from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m feature_repo",
@@ -153,8 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         help="raw log: folder of CSVs, one CSV or the UCI .xlsx (default $SHELFWISE_RAW_DIR)",
     )
     parser.add_argument("--data-dir", help="generated files (default $SHELFWISE_DATA_DIR)")
-    parser.add_argument("--start", help="materialize: ISO start time")
-    parser.add_argument("--end", help="materialize: ISO end time")
+    parser.add_argument(
+        "--start", type=_utc_time, help="materialize: start, ISO 8601 (no zone means UTC)"
+    )
+    parser.add_argument(
+        "--end", type=_utc_time, help="materialize: end, ISO 8601 (no zone means UTC)"
+    )
     parser.add_argument("--user", help="show: a user_id")
     parser.add_argument("--item", help="show: an item_id")
     parser.add_argument(

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from feature_repo.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -114,23 +116,49 @@ class Settings:
     @property
     def redis_host_port(self) -> tuple[str, int, int]:
         """``(host, port, db)`` parsed from :attr:`redis_url`."""
+        host, port, db, _ = self.redis_parts
+        return host, port, db
+
+    @property
+    def redis_parts(self) -> tuple[str, int, int, str | None]:
+        """``(host, port, db, password)`` parsed from :attr:`redis_url`."""
+        hint = "Hint: SHELFWISE_REDIS_URL=redis://[:password@]127.0.0.1:6379/0"
         parsed = urlparse(self.redis_url)
-        if parsed.scheme not in ("redis", ""):
-            raise ValueError(
-                f"SHELFWISE_REDIS_URL={self.redis_url!r} must use the redis:// scheme.\n"
-                "Hint: redis://127.0.0.1:6379/0"
+        if parsed.scheme != "redis":
+            raise ConfigError(
+                f"SHELFWISE_REDIS_URL={self.redacted_redis_url!r} must use the redis:// "
+                f"scheme (TLS and unix sockets are not supported).\n{hint}"
             )
-        db = int(parsed.path.strip("/") or 0)
-        return parsed.hostname or "127.0.0.1", parsed.port or 6379, db
+        try:
+            port = parsed.port or 6379
+            db = int(parsed.path.strip("/") or 0)
+        except ValueError as exc:
+            raise ConfigError(
+                f"SHELFWISE_REDIS_URL={self.redacted_redis_url!r}: {exc}; the port must be "
+                f"1-65535 and the path a database number.\n{hint}"
+            ) from exc
+        return parsed.hostname or "127.0.0.1", port, db, parsed.password
+
+    @property
+    def redacted_redis_url(self) -> str:
+        """:attr:`redis_url` with any password replaced by ``***``."""
+        parsed = urlparse(self.redis_url)
+        if parsed.password:
+            return self.redis_url.replace(f":{parsed.password}@", ":***@", 1)
+        return self.redis_url
 
 
 def load_settings(**overrides: object) -> Settings:
     """Settings from ``SHELFWISE_*`` environment variables, then keyword overrides."""
+    # Relative folders are taken from the current directory, once, here: Feast would
+    # otherwise resolve them against the feature repo.
     values: dict[str, object] = {
-        "raw_dir": Path(os.environ.get("SHELFWISE_RAW_DIR", DEFAULT_RAW_DIR)),
-        "data_dir": Path(os.environ.get("SHELFWISE_DATA_DIR", DEFAULT_DATA_DIR)),
+        "raw_dir": Path(os.environ.get("SHELFWISE_RAW_DIR", DEFAULT_RAW_DIR)).absolute(),
+        "data_dir": Path(os.environ.get("SHELFWISE_DATA_DIR", DEFAULT_DATA_DIR)).absolute(),
         "redis_url": os.environ.get("SHELFWISE_REDIS_URL", DEFAULT_REDIS_URL),
         "project": os.environ.get("SHELFWISE_FEAST_PROJECT", DEFAULT_PROJECT),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
+    for key in ("raw_dir", "data_dir"):
+        values[key] = Path(values[key]).absolute()  # type: ignore[arg-type]
     return Settings(**values)  # type: ignore[arg-type]

@@ -91,7 +91,8 @@ def list_sources(raw_path: Path) -> list[Path]:
         )
     if raw_path.is_file():
         return [raw_path]
-    files, skipped = [], []
+    files: list[Path] = []
+    skipped: list[Path] = []
     for p in sorted(raw_path.iterdir()):
         wanted = p.suffix.lower() in (".csv", ".xlsx") and p.is_file()
         # Hidden files (editor backups, macOS "._" resource forks) are never data.

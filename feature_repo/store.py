@@ -50,11 +50,12 @@ def online_store_yaml(settings: Settings, *, use_redis: bool | None = None) -> s
     if use_redis is None:
         use_redis = redis_reachable(settings)
     if use_redis:
-        host, port, db = settings.redis_host_port
-        return f'{{type: redis, connection_string: "{host}:{port},db={db}"}}'
+        host, port, db, password = settings.redis_parts
+        secret = f",password={password}" if password else ""
+        return f'{{type: redis, connection_string: "{host}:{port},db={db}{secret}"}}'
     logger.warning(
         "Redis at %s is not reachable: using Feast's SQLite online store at %s instead",
-        settings.redis_url,
+        settings.redacted_redis_url,
         settings.paths.sqlite_online,
     )
     return f'{{type: sqlite, path: "{settings.paths.sqlite_online}"}}'
@@ -142,6 +143,15 @@ def materialize(
 
     store = store or get_store(settings)
     views = views or [S.USER_VIEW, S.ITEM_VIEW, S.SESSION_VIEW]
+    missing = [v for v in views if not settings.paths.feature_table(v).exists()]
+    if missing:
+        raise ConfigError(
+            f"no feature table for {missing} under {settings.paths.features}.\n"
+            "Hint: run `python -m feature_repo features` first."
+        )
+    ensure_online_tables(settings, store)
+    if start is not None and end is not None and start >= end:
+        raise ConfigError(f"materialize: start {start} is not before end {end}.")
     if end is None:
         ends = [
             pl.scan_parquet(settings.paths.feature_table(v))
@@ -165,6 +175,12 @@ def materialize(
         "materialize: %s from %s to %s in %.1f s", views, start, end, time.perf_counter() - started
     )
     return store
+
+
+def ensure_online_tables(settings: Settings, store: FeatureStore) -> None:
+    """With the SQLite fallback, create its tables if ``apply`` ran while Redis was up."""
+    if store.config.online_store.type == "sqlite" and store.list_feature_views():
+        apply(settings, store=store)
 
 
 def export_env(settings: Settings) -> None:

@@ -429,3 +429,30 @@ def test_stray_carriage_return_next_to_a_short_line_does_not_crash(tmp_path: Pat
     assert report.rows_read == 3
     assert report.balanced
     assert report.set_aside_by_reason.get(S.REASON_MALFORMED, 0) >= 1
+
+
+def test_redis_url_is_parsed_with_password_and_bad_urls_are_config_errors() -> None:
+    from feature_repo.config import Settings
+    from feature_repo.errors import ConfigError
+
+    settings = Settings(redis_url="redis://:secret@127.0.0.1:6380/2")
+    assert settings.redis_parts == ("127.0.0.1", 6380, 2, "secret")
+    assert "secret" not in settings.redacted_redis_url
+    for bad in (
+        "localhost:6379",
+        "rediss://127.0.0.1:6379/0",
+        "redis://127.0.0.1:99999/0",
+        "redis://127.0.0.1:6379/abc",
+    ):
+        with pytest.raises(ConfigError, match="SHELFWISE_REDIS_URL"):
+            _ = Settings(redis_url=bad).redis_parts
+
+
+def test_relative_data_dir_is_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from feature_repo.config import load_settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SHELFWISE_DATA_DIR", "data2")
+    assert load_settings().data_dir == tmp_path / "data2"
