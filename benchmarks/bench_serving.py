@@ -19,6 +19,7 @@ import os
 import platform
 import random
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,11 @@ def _link_inputs(real: Any, data_dir: Path) -> None:
 
 
 def _print_results(results: list[Any], *, version: str) -> None:
-    print(f"/recommend open-loop load, model {version} "
-          f"({platform.python_version()}, {os.cpu_count()} cores)")  # fmt: skip
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(
+        f"/recommend open-loop load, model {version} "
+        f"({platform.python_version()}, {os.cpu_count()} cores, load average {load})"
+    )
     print(f"{'rate/s':>7}{'sent':>7}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
           "  fallbacks")  # fmt: skip
     for r in results:
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="sending time per rate")
     parser.add_argument("--warmup", type=int, default=150, help="requests before measuring")
     parser.add_argument("--model-version", help="default: the latest trained model")
-    parser.add_argument("--workers", type=int, default=1, help="BentoML worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="BentoML worker processes")
     args = parser.parse_args(argv)
     for noisy in ("feast", "feature_repo", "bentos.sandbox", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -132,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 chunk = [bodies[(offset + i) % len(bodies)] for i in range(n)]
                 offset += n
                 results.append(open_loop(url, chunk, rate=rate, max_seconds=args.seconds + 1))
+                time.sleep(10)  # let a backlog drain before the next rate
         finally:
             if service is not None:
                 service.stop()
