@@ -50,9 +50,15 @@ def _setup_logging(verbose: bool) -> None:
     )
     for noisy in ("feast", "urllib3", "httpx", "matplotlib", "evidently", "numba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # Evidently and Feast's libraries warn about deprecations and empty divisions on
-    # every run; the report itself says what matters.
+
+
+def _quiet_library_warnings() -> None:
+    """Hide the deprecation and empty-division warnings Evidently and Feast's libraries
+    print on every run; the report itself says what matters. Feast resets the warning
+    filters when it is imported, so it is imported first."""
     import warnings
+
+    import feast  # noqa: F401
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -89,6 +95,7 @@ def _run(
 
     settings = _settings(args)
     config = load_config(args.config)
+    _quiet_library_warnings()
     return run_report(
         settings,
         reference=reference or _window(args.reference),
