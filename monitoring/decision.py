@@ -151,6 +151,16 @@ def decide(
 
     # Online proxies: fallback rate and catalogue coverage.
     ref, cur = output_reference, output_current
+    empty = [
+        label
+        for label, figures in (("reference", ref), ("current", cur))
+        if figures is None or not figures.n_requests
+    ]
+    no_answers = (
+        "not assessed: no served answers in the " + " and the ".join(empty) + " window"
+        if empty
+        else "not assessed: no catalogue, or nothing of it served in the reference window"
+    )
     if ref is None or cur is None or ref.fallback_rate is None or cur.fallback_rate is None:
         decision.checks.append(
             Check(
@@ -159,7 +169,7 @@ def decide(
                 False,
                 None,
                 config.max_fallback_rate_increase,
-                "not assessed: no served answers",
+                no_answers,
             )
         )
     else:
@@ -184,7 +194,7 @@ def decide(
                 False,
                 None,
                 config.max_coverage_drop,
-                "not assessed: no served answers",
+                no_answers,
             )
         )
     else:
