@@ -204,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
 
     replay = sub.add_parser("replay", help="replay the test window through the service")
     replay.add_argument("--url", help="a running service (default: start one on a free port)")
-    replay.add_argument("--rate", type=float, default=50.0, help="requests per second")
-    replay.add_argument("--max-requests", type=int, default=3000)
+    replay.add_argument("--rate", type=float, default=10.0, help="requests per second")
+    replay.add_argument("--max-requests", type=int, default=600)
     replay.add_argument("--max-seconds", type=float, default=300.0)
     replay.add_argument("--k", type=int, default=10)
     replay.add_argument("--seed", type=int, default=0)
