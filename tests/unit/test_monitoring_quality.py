@@ -62,3 +62,15 @@ def test_windows_reject_reversed_days_and_bad_dates() -> None:
         parse_window("2011-03-08", "2011-03-01")
     with pytest.raises(ConfigError, match="is not a date"):
         parse_window("March", "2011-03-01")
+
+
+def test_drift_without_windows_writes_only_the_examples_the_log_covers(tmp_path: Path) -> None:
+    from monitoring.__main__ import _examples_in_log, build_parser
+
+    settings = Settings(data_dir=tmp_path)
+    write_ingested(settings, date(2011, 3, 1), 61, rows_per_day=5)
+    args = build_parser().parse_args(["drift", "--data-dir", str(tmp_path)])
+    found = _examples_in_log(args)
+    # [2011-03-01, 2011-05-01) holds the April weeks but not the Christmas season.
+    assert [name for name, _, _ in found] == ["spring-weeks"]
+    assert found[0][1] == parse_window("2011-04-04", "2011-04-11")
