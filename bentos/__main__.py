@@ -33,6 +33,9 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # One line per replayed request is noise; Feast logs every registry refresh.
+    for noisy in ("httpx", "feast"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def list_versions() -> list[str]:
