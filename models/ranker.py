@@ -153,8 +153,7 @@ class XGBRankerModel:
             if name in self.categories_:
                 codes = {v: float(i) for i, v in enumerate(self.categories_[name])}
                 out[:, j] = [
-                    codes.get(str(v), np.nan) if v is not None else np.nan
-                    for v in column.tolist()
+                    codes.get(str(v), np.nan) if v is not None else np.nan for v in column.tolist()
                 ]
             elif column.dtype.kind in "fiub":
                 out[:, j] = column.to_numpy(dtype=np.float32, na_value=np.nan)
