@@ -21,21 +21,11 @@ from pathlib import Path
 
 import feature_repo  # noqa: F401  (telemetry off before anything else is imported)
 from feature_repo.config import PROJECT_ROOT, Settings, load_settings
+from feature_repo.logs import setup_logging
 
 logger = logging.getLogger(__name__)
 
 BENTOFILE = Path(__file__).resolve().parent / "bentofile.yaml"
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    # One line per replayed request is noise; Feast logs every registry refresh.
-    for noisy in ("httpx", "feast"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def list_versions() -> list[str]:
@@ -229,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     rollback.set_defaults(func=cmd_rollback)
 
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
+    setup_logging(args.verbose)
     settings = load_settings(data_dir=Path(args.data_dir) if args.data_dir else None)
     return int(args.func(settings, args) or 0)
 

@@ -272,7 +272,7 @@ class RecommendationEngine:
         """A guest basket's features, computed by the offline pipeline's own function."""
         import polars as pl
 
-        from feature_repo.features import session_features
+        from feature_repo.features import SESSION_EVENT_SCHEMA, session_features
 
         frame = pl.DataFrame(
             {
@@ -284,15 +284,7 @@ class RecommendationEngine:
                 S.COUNTRY: [country] * len(items),
                 S.EVENT_TIMESTAMP: [when] * len(items),
             },
-            schema={
-                S.SESSION_ID: pl.String,
-                S.ITEM_ID: pl.String,
-                S.EVENT_TYPE: pl.String,
-                S.QUANTITY: pl.Int32,
-                S.PRICE: pl.Float64,
-                S.COUNTRY: pl.String,
-                S.EVENT_TIMESTAMP: pl.Datetime("us", "UTC"),
-            },
+            schema=SESSION_EVENT_SCHEMA,
         )
         row = session_features(frame).row(0, named=True)
         return {name: row[name] for name in S.SESSION_FEATURES}

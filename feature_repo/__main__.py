@@ -17,28 +17,15 @@ import argparse
 import logging
 import shlex
 import sys
-import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
 from feature_repo import schema as S
 from feature_repo.config import Settings, load_settings
 from feature_repo.errors import ConfigError, ShelfwiseError
+from feature_repo.logs import setup_logging
 
 logger = logging.getLogger(__name__)
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    # A dependency of Feast's DuckDB store warns about its own use of DuckDB's API.
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module="ibis")
-    # Feast logs every registry refresh at INFO; keep our stages readable.
-    for noisy in ("feast", "feast.infra.registry.registry", "urllib3", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
@@ -191,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         "command", choices=["ingest", "features", "apply", "materialize", "show", "env", "demo"]
     )
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
+    setup_logging(args.verbose)
     settings = load_settings(
         data_dir=Path(args.data_dir) if args.data_dir else None,
         raw_dir=Path(args.raw) if args.raw else None,

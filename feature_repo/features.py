@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 USER_CANCEL_PRIOR_LINES = 10.0
 ITEM_CANCEL_PRIOR_LINES = 20.0
 
-_SESSION_SCHEMA: dict[str, Any] = {
+# Columns (and dtypes) a basket needs for :func:`session_features`.
+SESSION_EVENT_SCHEMA: dict[str, Any] = {
     S.SESSION_ID: pl.String,
     S.ITEM_ID: pl.String,
     S.EVENT_TYPE: pl.String,
@@ -77,7 +78,7 @@ def session_features(events: pl.DataFrame) -> pl.DataFrame:
         One row per session: ``session_id``, ``event_timestamp`` (the basket's last
         event) and :data:`feature_repo.schema.SESSION_FEATURES`.
     """
-    check_columns(events, _SESSION_SCHEMA)
+    check_columns(events, SESSION_EVENT_SCHEMA)
     purchase = pl.col(S.EVENT_TYPE) == S.PURCHASE
     sign = pl.when(purchase).then(1).otherwise(-1)
     return (
@@ -352,7 +353,7 @@ def compute_feature_tables(
     con.close()
 
     # 4. Session features, with the same code the service runs on a guest's basket.
-    session = session_features(frame.select(*_SESSION_SCHEMA))
+    session = session_features(frame.select(*SESSION_EVENT_SCHEMA))
 
     tables = {S.USER_VIEW: user, S.ITEM_VIEW: item, S.SESSION_VIEW: session}
     for name, table in tables.items():

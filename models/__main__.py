@@ -16,28 +16,9 @@ import sys
 
 from feature_repo.config import load_settings
 from feature_repo.errors import ShelfwiseError
+from feature_repo.logs import setup_logging
 
 logger = logging.getLogger(__name__)
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    for noisy in (
-        "feast",
-        "urllib3",
-        "httpx",
-        "numba",
-        "matplotlib",
-        "sentence_transformers",
-        "filelock",
-        "bentoml",
-        "implicit",
-    ):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -101,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate = sub.add_parser("evaluate", help="print the latest evaluation")
     evaluate.add_argument("--version", default=None)
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
+    setup_logging(args.verbose)
     try:
         return cmd_train(args) if args.command == "train" else cmd_evaluate(args)
     except ShelfwiseError as exc:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from feature_repo.config import Settings, load_settings
 from feature_repo.errors import ShelfwiseError
+from feature_repo.logs import setup_logging
 from monitoring.windows import Window, parse_day, parse_window
 
 logger = logging.getLogger(__name__)
@@ -40,16 +41,6 @@ EXAMPLES: dict[str, tuple[str, str, str, str]] = {
     # Two neighbouring weeks of April 2011, Monday to Sunday.
     "spring-weeks": ("2011-04-04", "2011-04-11", "2011-04-11", "2011-04-18"),
 }
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    for noisy in ("feast", "urllib3", "httpx", "matplotlib", "evidently", "numba"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _quiet_library_warnings() -> None:
@@ -277,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    setup_logging(args.verbose)
     handlers = {
         "drift": cmd_drift,
         "check": cmd_check,
