@@ -35,7 +35,7 @@ from feature_repo.config import Settings
 from feature_repo.errors import SchemaError
 from feature_repo.timesplit import TimeSplit, time_split
 from models.api import Recommender, resolve_bentoml_home, save_recommender
-from models.blend import Blender, Candidates, UserItemFeatures
+from models.blend import POPULARITY, Blender, Candidates, UserItemFeatures
 from models.data import as_utc, before, check_events, data_fingerprint, window
 from models.evaluation import (
     ALL_ITEMS,
@@ -363,7 +363,11 @@ def evaluation_lists(
                 proposal = cands.proposals.get(name)
                 named[name][user] = [] if proposal is None else proposal[0][:LIST_DEPTH].tolist()
             named[BLENDED][user] = cands.item_ids.tolist()
-            named[RANKED][user] = ranked.get(user, [])
+            # Nothing to personalise on (unknown user, no known basket item): the service
+            # answers in popularity order, unranked, and so does the evaluation.
+            named[RANKED][user] = (
+                cands.item_ids.tolist() if cands.policy == POPULARITY else ranked.get(user, [])
+            )
         lists[setting] = named
     return lists
 
