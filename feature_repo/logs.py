@@ -29,6 +29,6 @@ def setup_logging(verbose: bool = False, *, quiet: tuple[str, ...] = NOISY_LOGGE
         datefmt="%H:%M:%S",
     )
     # A dependency of Feast's DuckDB store warns about its own use of DuckDB's API.
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module="ibis")
+    warnings.filterwarnings("ignore", message=r"fetch_arrow_table\(\) is deprecated")
     for name in quiet:
         logging.getLogger(name).setLevel(logging.WARNING)
