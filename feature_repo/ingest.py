@@ -334,20 +334,24 @@ def classify(
         non_product = non_product | item.str.starts_with(prefix)
     raw_col = pl.col
 
-    # The first of a group of identical rows is kept; the others name it.
-    group = [*S.RAW_COLUMNS]
-    is_dup = ~pl.struct(group).is_first_distinct()
+    # The first of a group of identical rows is kept; the others name it. Rows are
+    # compared by the 64-bit hash of their raw columns (a false match between two
+    # different rows has a chance of about n^2 / 2^65, under 1e-8 for the whole log).
+    is_first = pl.col(ROW_HASH).is_first_distinct()
+    is_dup_expr = ~is_first
     if known_hashes is not None and known_hashes.len():
-        is_dup = is_dup | pl.col(ROW_HASH).is_in(known_hashes.implode())
-    first_seen = pl.format(
-        "same as {} line {}",
-        pl.col(S.SOURCE_FILE).first().over(group),
-        pl.col(S.SOURCE_LINE).first().over(group),
+        is_dup_expr = is_dup_expr | pl.col(ROW_HASH).is_in(known_hashes.implode())
+    trimmed = trimmed.with_columns(
+        is_dup_expr.alias("_is_dup"),
+        is_first.alias("_is_first"),
+        pl.col(S.SOURCE_FILE).first().over(ROW_HASH).alias("_first_file"),
+        pl.col(S.SOURCE_LINE).first().over(ROW_HASH).alias("_first_line"),
     )
+    is_dup = pl.col("_is_dup")
     dup_detail = (
-        pl.when(pl.struct(group).is_first_distinct())
+        pl.when(pl.col("_is_first"))
         .then(pl.lit("same row as one ingested by an earlier run"))
-        .otherwise(first_seen)
+        .otherwise(pl.format("same as {} line {}", pl.col("_first_file"), pl.col("_first_line")))
     )
 
     rules: list[tuple[pl.Expr, str, pl.Expr]] = [
@@ -433,6 +437,8 @@ def classify(
         ),
         (~is_cancel & (price == 0), S.REASON_ZERO_PRICE, pl.lit("UnitPrice is 0 on a sale")),
     ]
+    # The reason is decided on every row; the detail text is built for the few rows set
+    # aside only.
     reason: Any = pl
     detail: Any = pl
     for condition, name, text in rules:
@@ -440,10 +446,12 @@ def classify(
         detail = detail.when(condition.fill_null(False)).then(text)
     labelled = trimmed.with_columns(
         reason.otherwise(pl.lit(None, dtype=pl.String)).alias(S.REASON),
+    )
+    aside = labelled.filter(pl.col(S.REASON).is_not_null()).with_columns(
         detail.otherwise(pl.lit(None, dtype=pl.String)).alias("_detail"),
     )
 
-    quarantine = labelled.filter(pl.col(S.REASON).is_not_null()).select(
+    quarantine = aside.select(
         *[pl.col(c) for c in S.RAW_COLUMNS],
         pl.col(S.SOURCE_FILE),
         pl.col(S.SOURCE_LINE),
@@ -486,12 +494,8 @@ def _utc(local: pl.Expr) -> pl.Expr:
             S.SHOP_TIME_ZONE, ambiguous="earliest", non_existent="null"
         ).dt.convert_time_zone("UTC")
 
-    return (
-        pl.when(local.is_not_null() & convert(local).is_null())
-        .then(convert(local + pl.duration(hours=1)))
-        .otherwise(convert(local))
-        .dt.cast_time_unit("us")
-    )
+    # Only a time in the skipped hour converts to null; it is read one hour later.
+    return convert(local).fill_null(convert(local + pl.duration(hours=1))).dt.cast_time_unit("us")
 
 
 # ---------------------------------------------------------------------------------------
