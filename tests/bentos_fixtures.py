@@ -23,7 +23,7 @@ from feature_repo import schema as S
 from feature_repo.config import Settings, load_settings
 from feature_repo.timesplit import time_split
 from models.training import TrainConfig
-from tests.conftest import REAL_RAW_DIR
+from tests.conftest import REAL_RAW_DIR, most_bought_slice
 
 # The log's first nine days, with training limited to the most bought items and two-day
 # validation and test windows: a real model, trained in seconds rather than minutes.
@@ -80,7 +80,6 @@ class ServingEnv:
 
 def build_env(root: Path) -> ServingEnv:
     """Ingest a slice, materialise it into a private Redis, train a model."""
-    import polars as pl
 
     from models.api import train
     from models.training import load_events
@@ -97,15 +96,7 @@ def build_env(root: Path) -> ServingEnv:
     # Training sees the most bought items only (few titles to embed), on short windows.
     events, items = load_events(settings)
     assert items is not None
-    top = (
-        events.filter(pl.col(S.EVENT_TYPE) == S.PURCHASE)
-        .group_by(S.ITEM_ID)
-        .len()
-        .sort("len", S.ITEM_ID, descending=[True, False])
-        .head(N_ITEMS)[S.ITEM_ID]
-    )
-    events = events.filter(pl.col(S.ITEM_ID).is_in(top.implode()))
-    items = items.filter(pl.col(S.ITEM_ID).is_in(top.implode()))
+    events, items = most_bought_slice(events, items, N_ITEMS)
     lo, hi = events[S.EVENT_TIMESTAMP].min(), events[S.EVENT_TIMESTAMP].max()
     bentoml_home = root / "bentoml"
     started = time.perf_counter()

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 os.environ.setdefault("FEAST_USAGE", "False")
@@ -19,6 +20,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from feature_repo import schema as S
 from feature_repo.config import DEFAULT_RAW_DIR, Settings
 
 REAL_RAW_DIR = Path(os.environ.get("SHELFWISE_RAW_DIR", DEFAULT_RAW_DIR))
@@ -77,6 +79,22 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(timeout=10)
             self.process = None
+
+
+def most_bought_slice(
+    events: pl.DataFrame, items: pl.DataFrame, n_items: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The events and items of the ``n_items`` most bought items (ties by id), so that a
+    model trained in a test embeds few titles."""
+    top = (
+        events.filter(pl.col(S.EVENT_TYPE) == S.PURCHASE)
+        .group_by(S.ITEM_ID)
+        .len()
+        .sort("len", S.ITEM_ID, descending=[True, False])
+        .head(n_items)[S.ITEM_ID]
+        .implode()
+    )
+    return events.filter(pl.col(S.ITEM_ID).is_in(top)), items.filter(pl.col(S.ITEM_ID).is_in(top))
 
 
 @pytest.fixture(scope="session")

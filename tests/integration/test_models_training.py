@@ -22,6 +22,7 @@ from feature_repo.timesplit import time_split
 from models.api import load_recommender
 from models.evaluation import METRICS
 from models.training import TrainConfig, TrainResult, load_events, run_training
+from tests.conftest import most_bought_slice
 
 pytestmark = pytest.mark.integration
 
@@ -58,15 +59,7 @@ def world(real_log_slice: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     store = build_store(settings)
     events, items = load_events(settings)
     assert items is not None
-    top = (
-        events.filter(pl.col(S.EVENT_TYPE) == S.PURCHASE)
-        .group_by(S.ITEM_ID)
-        .len()
-        .sort("len", S.ITEM_ID, descending=[True, False])
-        .head(N_ITEMS)[S.ITEM_ID]
-    )
-    events = events.filter(pl.col(S.ITEM_ID).is_in(top.implode()))
-    items = items.filter(pl.col(S.ITEM_ID).is_in(top.implode()))
+    events, items = most_bought_slice(events, items, N_ITEMS)
     lo, hi = events[S.EVENT_TIMESTAMP].min(), events[S.EVENT_TIMESTAMP].max()
     split = time_split(lo, hi + timedelta(seconds=1), window=timedelta(days=2))
     return {
